@@ -1,0 +1,37 @@
+"""The one exception type that user-facing configuration problems raise."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the option and what it accepts."""
+
+
+def require_in_range(
+    option: str,
+    value: float,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` if it lies in the interval, else raise a ConfigError naming ``option``."""
+    left, right = ("(" if low_open else "["), (")" if high_open else "]")
+    interval = f"{left}{low}, {high}{right}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option}={value!r} is not a number; expected a value in {interval}") from None
+    above = number > low if low_open else number >= low
+    below = number < high if high_open else number <= high
+    if not (above and below):  # also rejects NaN
+        raise ConfigError(f"{option}={value!r} is out of range; expected a value in {interval}")
+    return number
+
+
+def require_choice(option: str, value: str, choices: list[str] | tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a ConfigError listing them."""
+    if value not in choices:
+        raise ConfigError(f"{option}={value!r} is not known; choose one of: {', '.join(choices)}")
+    return value

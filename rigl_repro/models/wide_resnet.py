@@ -1,0 +1,66 @@
+"""Wide ResNet (Zagoruyko & Komodakis 2016) for 32x32 inputs; WRN-22-2 is the report's CIFAR-10 model.
+
+Pre-activation basic blocks, a 1x1 shortcut convolution wherever the shape changes, no biases in
+convolutions. WRN-22-2 with 10 classes has 1,079,642 parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rigl_repro.models._width import scaled
+
+
+class WideBasicBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.shortcut = (
+            nn.Conv2d(in_channels, out_channels, 1, stride, 0, bias=False)
+            if stride != 1 or in_channels != out_channels
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activated = torch.relu(self.bn1(x))
+        residual = x if self.shortcut is None else self.shortcut(activated)
+        out = self.conv1(activated)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + residual
+
+
+class WideResNet(nn.Module):
+    def __init__(self, depth: int = 22, widen: int = 2, num_classes: int = 10, width: float = 1.0) -> None:
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WRN depth must be 6n+4, got {depth}")
+        blocks_per_group = (depth - 4) // 6
+        stem = scaled(16, width)
+        widths = [scaled(16 * widen * 2**g, width) for g in range(3)]
+        self.conv1 = nn.Conv2d(3, stem, 3, 1, 1, bias=False)
+        layers: list[nn.Module] = []
+        in_channels = stem
+        for group, out_channels in enumerate(widths):
+            for block in range(blocks_per_group):
+                stride = 2 if group > 0 and block == 0 else 1
+                layers.append(WideBasicBlock(in_channels, out_channels, stride))
+                in_channels = out_channels
+        self.blocks = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(in_channels)
+        self.fc = nn.Linear(in_channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn(self.blocks(self.conv1(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+
+
+def wrn22_2(num_classes: int = 10, width: float = 1.0) -> WideResNet:
+    """WRN-22-2, optionally narrowed by ``width`` (the small-dense baseline)."""
+    return WideResNet(22, 2, num_classes, width)

@@ -1,0 +1,159 @@
+"""The engine that keeps a model sparse while it trains.
+
+Usage, in place of ``optimizer.step()``::
+
+    engine = SparseEngine(model, optimizer, build_method(cfg.masking), total_steps, seed=cfg.seed)
+    for batch in data:
+        loss(model, batch).backward()
+        engine.step()                      # masks gradients and steps, or updates the topology
+        optimizer.zero_grad(set_to_none=True)
+
+Invariants, after construction and after every ``step()``:
+
+- masked weights, and every optimizer state tensor of a masked weight (SGD momentum, Adam moments), are
+  exactly zero. Gradients are masked before the optimizer steps, so with weights and state already zero at
+  masked positions, weight decay and Nesterov momentum leave them at zero; no weight-sized tensor is
+  allocated, one foreach multiply covers all masked gradients, and nothing is read back from the device.
+- each layer's active count is exact and known on the host.
+
+Two choices, made once for every method:
+
+- an update step changes the topology only: its batch's dense gradient feeds the growth criterion and the
+  optimizer does not step, as in Evci et al.'s code. Such a step costs one sparse forward, one sparse
+  backward for activations and one dense weight gradient (2 f_S + f_D), the term of RigL's training-FLOP
+  formula.
+- a connection dropped and grown again in the same update keeps its weight and momentum (its mask bit never
+  changes, as in Evci et al.'s code); every newly grown weight, and its momentum, starts at exactly zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from rigl_repro.errors import ConfigError
+from rigl_repro.sparsity.masks import SparseLayer, attach_masks, excluding, restricted_to, top_k_mask
+from rigl_repro.sparsity.methods.base import SparseMethod
+
+
+class SparseEngine:
+    """Masks for ``model``'s conv and linear weights, kept exact under ``method`` for ``total_steps``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        method: SparseMethod,
+        total_steps: int,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ConfigError(f"total training steps must be a positive integer, got {total_steps!r}")
+        self.model, self.optimizer, self.method = model, optimizer, method
+        device = next(model.parameters()).device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self.layers: list[SparseLayer] = attach_masks(model) if method.masked else []
+        self.step_count = 0
+        self.last_update: list[tuple[int, int]] = []  # (dropped, grown) per layer at the latest update
+        method.setup(model, self.layers, optimizer, total_steps, self.generator)
+        if self.layers:
+            counts = method.initial_counts()
+            masks = method.initial_masks(counts)
+            with torch.no_grad():
+                for layer, mask, count in zip(self.layers, masks, counts):
+                    layer.mask.copy_(mask)
+                    layer.n_active = count
+                    self._zero_inactive(layer)
+
+    # ------------------------------------------------------------------ the per-step path
+    def step(self) -> bool:
+        """One training step after ``backward()``: returns True when it updated the topology instead of
+        stepping the optimizer."""
+        step = self.step_count
+        self.step_count += 1
+        if not self.layers:
+            self.optimizer.step()
+            return False
+        grads = [layer.weight.grad for layer in self.layers]
+        self.method.observe_gradients(grads)
+        if self.method.is_update_step(step):
+            self.update_topology(step)
+            return True
+        present = [(g, layer.mask) for g, layer in zip(grads, self.layers) if g is not None]
+        if present:
+            masked_grads, masks = zip(*present)
+            torch._foreach_mul_(list(masked_grads), list(masks))
+        self.optimizer.step()
+        return False
+
+    # ------------------------------------------------------------------ topology updates
+    @torch.no_grad()
+    def update_topology(self, step: int) -> None:
+        """Drop and grow in every layer as the method decides for ``step``."""
+        dropped = self.method.drop_counts(step)
+        grown = self.method.grow_counts(step, dropped)
+        self.last_update = list(zip(dropped, grown))
+        for layer, n_drop, n_grow in zip(self.layers, dropped, grown):
+            if n_drop == 0 and n_grow == 0:
+                continue
+            kept_count = layer.n_active - n_drop
+            if kept_count < 0 or n_grow > layer.size - kept_count:
+                raise RuntimeError(f"{layer.name}: cannot drop {n_drop} and grow {n_grow} of {layer.n_active}")
+            new_mask = top_k_mask(restricted_to(layer.mask, self.method.drop_scores(layer)), kept_count)
+            if n_grow:
+                new_mask |= top_k_mask(excluding(new_mask, self.method.grow_scores(layer)), n_grow)
+            layer.mask.copy_(new_mask)
+            layer.n_active = kept_count + n_grow
+            self._zero_inactive(layer)
+
+    def _zero_inactive(self, layer: SparseLayer) -> None:
+        """Zero the weight and its optimizer state wherever the mask is false."""
+        layer.weight.data.mul_(layer.mask)
+        for value in self.optimizer.state.get(layer.weight, {}).values():
+            if isinstance(value, torch.Tensor) and value.shape == layer.weight.shape:
+                value.mul_(layer.mask)
+
+    # ------------------------------------------------------------------ reading the topology
+    def layer_densities(self) -> dict[str, float]:
+        """Realised density of every masked layer (exact, from host-side counts)."""
+        return {layer.name: layer.density for layer in self.layers}
+
+    def overall_density(self, names: list[str] | None = None) -> float:
+        """Active fraction over the named masked layers (default: all); 1.0 for an unmasked model."""
+        chosen = [layer for layer in self.layers if names is None or layer.name in names]
+        if not chosen:
+            return 1.0
+        return sum(layer.n_active for layer in chosen) / sum(layer.size for layer in chosen)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Step, random state, active counts and the method's state. The masks themselves are buffers in
+        the model's ``state_dict``."""
+        return {
+            "step": self.step_count,
+            "generator": self.generator.get_state(),
+            "n_active": {layer.name: layer.n_active for layer in self.layers},
+            "method": self.method.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore ``state_dict()``; call after the model's (and so the masks') state has been loaded."""
+        saved = dict(state["n_active"])
+        names = [layer.name for layer in self.layers]
+        if sorted(saved) != sorted(names):
+            raise ConfigError("the checkpoint's masked layers do not match this model's")
+        actual = torch.stack([layer.mask.sum() for layer in self.layers]).tolist() if self.layers else []
+        for layer, count in zip(self.layers, actual):
+            if count != saved[layer.name]:
+                raise ConfigError(
+                    f"checkpoint is inconsistent: mask of {layer.name} has {count} active weights, "
+                    f"its record says {saved[layer.name]}"
+                )
+            layer.n_active = count
+        self.step_count = int(state["step"])
+        self.generator.set_state(state["generator"])
+        self.method.load_state_dict(state["method"])

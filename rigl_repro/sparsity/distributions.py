@@ -23,10 +23,11 @@ def uniform_densities(shapes: Shapes, density: float) -> dict[str, float]:
     """The report's "Uniform"/"Random": every layer at ``density``, except the first, which stays dense.
 
     As in the original authors' code, the first layer is left out of the budget: the other layers alone
-    meet the target, so the whole network is slightly denser than ``density``.
+    meet the target, so the whole network is slightly denser than ``density``. A model with a single
+    masked layer has no other layer to carry the budget, so that layer is sparse.
     """
-    names = list(shapes)
-    return {name: (1.0 if index == 0 else density) for index, name in enumerate(names)}
+    budget = budgeted_layers("uniform", shapes)
+    return {name: (density if name in budget else 1.0) for name in shapes}
 
 
 def _erdos_renyi_score(shape: Sequence[int], with_kernel: bool) -> float:

@@ -1,0 +1,55 @@
+"""Small, deterministic training set-ups shared by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from rigl_repro.models import small_cnn
+from rigl_repro.sparsity import SparseEngine, build_method
+
+
+def make_run(
+    masking: Mapping[str, Any],
+    total_steps: int = 100,
+    seed: int = 0,
+    optimizer: str = "sgd",
+    model: nn.Module | None = None,
+) -> tuple[nn.Module, torch.optim.Optimizer, SparseEngine]:
+    """A quarter-width small CNN, an optimizer with momentum and weight decay, and its sparse engine."""
+    torch.manual_seed(seed)
+    model = model if model is not None else small_cnn(width=0.25)
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+        )
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=5e-4)
+    engine = SparseEngine(model, opt, build_method(dict(masking)), total_steps, seed=seed)
+    return model, opt, engine
+
+
+def batch_for(step: int, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of a step, a function of the step alone so that resumed runs see the same data."""
+    generator = torch.Generator().manual_seed(10_000 + step)
+    return torch.randn(size, 1, 8, 8, generator=generator), torch.randint(0, 10, (size,), generator=generator)
+
+
+def train(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    engine: SparseEngine,
+    steps: int,
+    after_step: Callable[[bool], None] | None = None,
+) -> None:
+    """Run ``steps`` training steps; ``after_step(updated)`` checks invariants after each one."""
+    for _ in range(steps):
+        inputs, targets = batch_for(engine.step_count)
+        nn.functional.cross_entropy(model(inputs), targets).backward()
+        updated = engine.step()
+        opt.zero_grad(set_to_none=True)
+        if after_step is not None:
+            after_step(updated)

@@ -1,0 +1,177 @@
+"""What each method drops and grows, checked against hand-made weights and gradients."""
+
+import torch
+from torch import nn
+
+import pytest
+
+from rigl_repro.errors import ConfigError
+from rigl_repro.models import small_cnn
+from rigl_repro.sparsity import SparseEngine, build_method
+from rigl_repro.sparsity.masks import weight_shapes
+from rigl_repro.sparsity.methods.small_dense import width_for_density
+from tests.helpers import make_run, train
+
+
+def single_layer_run(method, weight, mask, alpha=0.3, **options):
+    """A one-layer linear model with the given weights and mask, at step 1 of a very long run."""
+    model = nn.Sequential(nn.Linear(weight.shape[1], weight.shape[0], bias=False))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    density = mask.float().mean().item()
+    cfg = {"name": method, "density": density, "alpha": alpha, "delta_t": 1, "t_end_fraction": 1.0, **options}
+    engine = SparseEngine(model, opt, build_method(cfg), total_steps=10**6)
+    layer = engine.layers[0]
+    with torch.no_grad():
+        layer.mask.copy_(mask)
+        layer.n_active = int(mask.sum())
+        layer.weight.copy_(weight * mask)
+    return model, opt, engine, layer
+
+
+def test_rigl_drops_smallest_magnitudes_and_grows_largest_gradients():
+    weight = torch.tensor([[5.0, -0.1, 3.0, 0.2, 4.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, True, True, False, False, False]])
+    model, opt, engine, layer = single_layer_run("rigl", weight, mask)  # drops floor(0.3 * 5) = 1
+    layer.weight.grad = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.5, -2.0, 1.0]])
+    engine.update_topology(1)
+    assert layer.mask.tolist() == [[True, False, True, True, True, False, True, False]]
+    assert layer.weight[0, 6] == 0.0 and layer.n_active == 5
+    assert engine.last_update == [(1, 1)]
+
+
+def test_a_dropped_connection_grown_again_keeps_its_weight():
+    weight = torch.tensor([[5.0, -0.1, 3.0, 0.2, 4.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, True, True, False, False, False]])
+    model, opt, engine, layer = single_layer_run("rigl", weight, mask)
+    layer.weight.grad = torch.tensor([[0.0, 9.0, 0.0, 0.0, 0.0, 0.5, 2.0, 1.0]])
+    engine.update_topology(1)
+    assert layer.mask.tolist() == mask.tolist()
+    assert layer.weight[0, 1].item() == pytest.approx(-0.1)
+
+
+def test_growth_never_picks_active_weights_when_few_candidates_have_a_gradient():
+    weight = torch.arange(1.0, 11.0).reshape(1, 10)
+    mask = torch.tensor([[True] * 6 + [False] * 4])
+    model, opt, engine, layer = single_layer_run("rigl", weight, mask, alpha=0.55)  # drops floor(0.55 * 6) = 3
+    grad = torch.zeros(1, 10)
+    grad[0, 5] = 100.0  # the one large gradient sits on a kept weight
+    grad[0, 8] = 1.0
+    layer.weight.grad = grad
+    engine.update_topology(1)
+    kept = [3, 4, 5]
+    assert all(layer.mask[0, i] for i in kept)
+    assert layer.n_active == 6 and int(layer.mask.sum()) == 6
+    # Candidates 0..2 and 6..9: index 8 has the only non-zero score; ties among zeros go to the lowest index.
+    assert layer.mask[0].nonzero().flatten().tolist() == [0, 1, 3, 4, 5, 8]
+
+
+def test_set_grows_among_inactive_positions_only_and_exactly_as_many():
+    model, opt, engine = make_run({"name": "set", "density": 0.1, "delta_t": 1}, total_steps=100)
+    train(model, opt, engine, 1)
+    before = [layer.mask.clone() for layer in engine.layers]
+    counts = [layer.n_active for layer in engine.layers]
+    train(model, opt, engine, 1)
+    for layer, mask, count in zip(engine.layers, before, counts):
+        assert layer.n_active == count
+    dropped, grown = zip(*engine.last_update)
+    assert dropped == grown and sum(grown) > 0
+
+
+def test_snfs_keeps_a_dense_momentum_while_the_optimizer_momentum_stays_sparse():
+    model, opt, engine = make_run({"name": "snfs", "density": 0.1, "delta_t": 50}, total_steps=100)
+    train(model, opt, engine, 5)
+    layer = engine.layers[2]
+    dense = engine.method.momentum(layer)
+    assert dense[~layer.mask].abs().sum() > 0
+    assert not opt.state[layer.weight]["momentum_buffer"][~layer.mask].any()
+
+
+def test_redistribution_moves_density_towards_layers_with_larger_statistics():
+    model, opt, engine = make_run({"name": "rigl", "redistribution": "grad", "density": 0.2, "delta_t": 1}, 100)
+    train(model, opt, engine, 1)
+    scores = engine.method.redistribution_scores()
+    assert len(scores) == len(engine.layers) and all(s >= 0 for s in scores)
+    densities = [engine.layer_densities()]
+    train(model, opt, engine, 20)
+    densities.append(engine.layer_densities())
+    assert densities[0] != densities[1]
+
+
+@pytest.mark.parametrize("scope", ["layerwise", "global"])
+def test_pruning_starts_dense_reaches_the_target_and_never_grows(scope):
+    options = {"density": 0.1, "distribution": "uniform", "delta_t": 5}
+    window = {"start_fraction": 0.2, "end_fraction": 0.6, "scope": scope}
+    model, opt, engine = make_run({"name": "pruning", **options, **window}, total_steps=100)
+    assert engine.overall_density() == 1.0
+    history = []
+    train(model, opt, engine, 100, lambda updated: history.append(engine.overall_density()))
+    assert all(a >= b for a, b in zip(history, history[1:]))
+    assert history[19] == 1.0  # nothing pruned before the start (step 20)
+    first, *budget = engine.layers
+    assert first.density == 1.0  # Uniform's first layer is outside the budget and stays dense
+    assert sum(layer.n_active for layer in budget) == round(0.1 * sum(layer.size for layer in budget))
+    _, _, static_engine = make_run({"name": "static", **options}, total_steps=100)
+    same_layers = engine.layer_densities() == static_engine.layer_densities()
+    assert same_layers == (scope == "layerwise")  # global pruning learns its own per-layer densities
+
+
+def test_global_pruning_keeps_the_globally_largest_magnitudes():
+    model, opt, engine = make_run(
+        {"name": "pruning", "density": 0.3, "distribution": "erk", "delta_t": 5, "start_fraction": 0.0}, 20
+    )
+    with torch.no_grad():
+        for layer in engine.layers:
+            layer.weight.normal_()
+    before = [layer.weight.detach().abs().clone() for layer in engine.layers]
+    engine.update_topology(engine.method.end)
+    kept = torch.cat([magnitude[layer.mask] for magnitude, layer in zip(before, engine.layers)])
+    pruned = torch.cat([magnitude[~layer.mask] for magnitude, layer in zip(before, engine.layers)])
+    assert pruned.numel() > 0 and kept.min() >= pruned.max()
+    assert engine.overall_density() == pytest.approx(0.3, abs=1e-3)
+
+
+def test_lottery_mask_comes_from_trained_magnitudes_and_weights_are_rewound(tmp_path):
+    torch.manual_seed(0)
+    initial_model, trained_model = small_cnn(width=0.25), small_cnn(width=0.25)
+    torch.save(initial_model.state_dict(), tmp_path / "init.pt")
+    torch.save({"model": trained_model.state_dict(), "step": 7}, tmp_path / "trained.pt")
+    model, opt, engine = make_run(
+        {
+            "name": "lottery",
+            "density": 0.2,
+            "trained_weights": str(tmp_path / "trained.pt"),
+            "initial_weights": str(tmp_path / "init.pt"),
+        },
+        total_steps=20,
+        seed=5,
+    )
+    trained = trained_model.state_dict()
+    initial = initial_model.state_dict()
+    for layer in engine.layers:
+        magnitudes = trained[layer.name].abs()
+        if (~layer.mask).any():
+            assert magnitudes[layer.mask].min() >= magnitudes[~layer.mask].max()
+        assert torch.equal(layer.weight, initial[layer.name] * layer.mask)
+    masks = [layer.mask.clone() for layer in engine.layers]
+    train(model, opt, engine, 20)
+    assert all(torch.equal(m, layer.mask) for m, layer in zip(masks, engine.layers))
+
+
+def test_lottery_without_weight_files_fails_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="masking.trained_weights is not set"):
+        make_run({"name": "lottery", "density": 0.2}, total_steps=20)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a readable weights file"):
+        make_run({"name": "lottery", "trained_weights": str(tmp_path / "bad.pt"), "initial_weights": "x"}, 20)
+
+
+def test_small_dense_width_matches_the_parameter_budget():
+    def count(width):
+        return sum(torch.Size(s).numel() for s in weight_shapes(small_cnn(width=width)).values())
+
+    method = build_method({"name": "small_dense", "density": 0.1})
+    width = method.width_multiplier(count)
+    assert abs(count(width) - 0.1 * count(1.0)) / count(1.0) < 0.01
+    assert width_for_density(lambda w: round(1000 * w * w), 0.25) == pytest.approx(0.5, abs=1e-3)
+    model, opt, engine = make_run({"name": "small_dense", "density": 0.1}, total_steps=5, model=small_cnn(width=width))
+    assert engine.layers == []

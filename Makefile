@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
 	$(PYTHON) -m pip install -r requirements.txt
-	$(PYTHON) -m pip install --no-deps --no-build-isolation -e .
+	$(PYTHON) -m pip install --no-deps -e .
 
 ## The main job: dense, static, SET and RigL at density 0.1 on the embedded digits dataset.
 demo:

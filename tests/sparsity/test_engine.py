@@ -1,25 +1,39 @@
-"""Invariants of the engine under every method: exact counts, zero masked weights and momentum,
-grown == dropped, determinism, and exact resumption from a checkpoint."""
+"""Invariants of the engine under every configured method (each ``conf/masking/*.yaml``): exact counts,
+zero masked weights and momentum, grown == dropped, determinism, and exact resumption from a checkpoint.
+A new method with its YAML is checked here without touching this file."""
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from rigl_repro.sparsity import available_methods
+from rigl_repro.models import small_cnn
+from rigl_repro.sparsity.methods import DropAndGrow
 from tests.helpers import make_run, train
 
-DYNAMIC = ["set", "rigl", "snfs"]
-# (method options, whether each layer's count stays constant)
-CASES = {
-    "static": ({"name": "static"}, True),
-    "set": ({"name": "set"}, True),
-    "rigl": ({"name": "rigl"}, True),
-    "rigl_sg": ({"name": "rigl", "redistribution": "grad"}, False),
-    "rigl_sm": ({"name": "rigl", "redistribution": "momentum"}, False),
-    "snfs": ({"name": "snfs"}, False),
-    "pruning": ({"name": "pruning", "start_fraction": 0.1, "end_fraction": 0.8}, False),
-}
+CONF = Path(__file__).resolve().parents[2] / "conf" / "masking"
+CONFIGS = {path.stem: OmegaConf.to_container(OmegaConf.load(path)) for path in sorted(CONF.glob("*.yaml"))}
+# Options some methods need to run in a 400-step test.
+RUN_OPTIONS = {"pruning": {"start_fraction": 0.1, "end_fraction": 0.8}}
+
+
+@pytest.fixture
+def masking_for(tmp_path):
+    """The test options of a config: the YAML, short-run overrides, and weight files for lottery tickets."""
+    torch.manual_seed(123)
+    torch.save(small_cnn(width=0.25).state_dict(), tmp_path / "init.pt")
+    torch.save(small_cnn(width=0.25).state_dict(), tmp_path / "trained.pt")
+    files = {"trained_weights": str(tmp_path / "trained.pt"), "initial_weights": str(tmp_path / "init.pt")}
+
+    def build(stem, **overrides):
+        config = {**CONFIGS[stem], **RUN_OPTIONS.get(CONFIGS[stem]["name"], {}), **overrides}
+        if config["name"] == "lottery":
+            config.update(files)
+        return config
+
+    return build
 
 
 def optimizer_state_tensors(opt, weight):
@@ -27,10 +41,14 @@ def optimizer_state_tensors(opt, weight):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-@pytest.mark.parametrize("case", list(CASES))
-def test_hundreds_of_updates_keep_every_invariant(case, optimizer):
-    options, constant_counts = CASES[case]
-    model, opt, engine = make_run({**options, "density": 0.2, "delta_t": 1, "alpha": 0.5}, total_steps=400, optimizer=optimizer)
+@pytest.mark.parametrize("stem", list(CONFIGS))
+def test_hundreds_of_updates_keep_every_invariant(stem, optimizer, masking_for):
+    masking = masking_for(stem, density=0.2, delta_t=1, alpha=0.5)
+    model, opt, engine = make_run(masking, total_steps=400, optimizer=optimizer)
+    method = engine.method
+    drop_and_grow = isinstance(method, DropAndGrow)
+    constant_counts = not drop_and_grow or method.redistribution == "none"
+    grows = drop_and_grow
     initial = {layer.name: layer.n_active for layer in engine.layers}
     total_active = sum(initial.values())
     updates = 0
@@ -45,38 +63,36 @@ def test_hundreds_of_updates_keep_every_invariant(case, optimizer):
             assert not layer.weight[~layer.mask].any(), f"{layer.name}: a masked weight is non-zero"
             for state in optimizer_state_tensors(opt, layer.weight):
                 assert not state[~layer.mask].any(), f"{layer.name}: masked optimizer state is non-zero"
-            if constant_counts:
+            if constant_counts and grows:
                 assert layer.n_active == initial[layer.name]
-            if updated and case != "pruning":
-                grown = layer.mask & ~before
-                assert not layer.weight[grown].any(), "a newly grown weight is not zero"
-        if updated and case != "pruning":
+            if updated and grows:
+                assert not layer.weight[layer.mask & ~before].any(), "a newly grown weight is not zero"
+            if not grows:
+                assert not (layer.mask & ~before).any(), "a method that never grows grew a weight"
+        if updated and grows:
             dropped, grown = zip(*engine.last_update)
             assert sum(dropped) == sum(grown)
             if constant_counts:
                 assert list(dropped) == list(grown)
-        if case != "pruning":
+        if grows:
             assert sum(layer.n_active for layer in engine.layers) == total_active
         previous_masks = [layer.mask.clone() for layer in engine.layers]
 
     train(model, opt, engine, 400, check)
-    if case in ("static",):
-        assert updates == 0
-    elif case == "pruning":
-        assert updates > 200
-        assert engine.overall_density() == pytest.approx(0.2, abs=0.01)
-    else:
+    assert updates == sum(method.is_update_step(step) for step in range(400))
+    if drop_and_grow:
         assert updates == 299  # every step in (0, T_end = 300)
+    if method.name == "pruning":
+        assert updates > 200 and engine.overall_density() == pytest.approx(0.2, abs=0.01)
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_masks_change_only_for_dynamic_methods(case):
-    options, _ = CASES[case]
-    model, opt, engine = make_run({**options, "density": 0.2, "delta_t": 5}, total_steps=100)
+@pytest.mark.parametrize("stem", list(CONFIGS))
+def test_masks_change_only_for_methods_that_update(stem, masking_for):
+    model, opt, engine = make_run(masking_for(stem, density=0.2, delta_t=5), total_steps=100)
     start = [layer.mask.clone() for layer in engine.layers]
     train(model, opt, engine, 60)
     changed = any(not torch.equal(a, layer.mask) for a, layer in zip(start, engine.layers))
-    assert changed == (case != "static")
+    assert changed == any(engine.method.is_update_step(step) for step in range(60))
 
 
 def test_an_update_step_does_not_step_the_optimizer():
@@ -113,10 +129,9 @@ def checkpoint_bytes(model, opt, engine):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("case", ["set", "rigl", "rigl_sm", "snfs", "pruning"])
-def test_checkpoint_round_trip_resumes_exactly(case):
-    options, _ = CASES[case]
-    masking = {**options, "density": 0.2, "delta_t": 4}
+@pytest.mark.parametrize("stem", ["set", "rigl", "rigl_sm", "snfs", "pruning", "lottery"])
+def test_checkpoint_round_trip_resumes_exactly(stem, masking_for):
+    masking = masking_for(stem, density=0.2, delta_t=4)
     model, opt, engine = make_run(masking, total_steps=80, seed=3)
     train(model, opt, engine, 30)
     saved = checkpoint_bytes(model, opt, engine)
@@ -134,6 +149,10 @@ def test_checkpoint_round_trip_resumes_exactly(case):
     for (name, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
         assert torch.equal(a, b), name
     assert engine.layer_densities() == engine2.layer_densities()
+    final, resumed = engine.state_dict(), engine2.state_dict()
+    assert torch.equal(final["generator"], resumed["generator"]) and final["n_active"] == resumed["n_active"]
+    for key, values in final["method"].items():
+        assert all(torch.equal(x, y) for x, y in zip(values, resumed["method"][key])), key
 
 
 def test_loading_a_checkpoint_whose_masks_disagree_with_its_counts_fails_clearly():
@@ -154,6 +173,7 @@ def test_dense_method_attaches_no_masks_and_only_steps_the_optimizer():
     assert not torch.equal(weight, model.fc.weight)
 
 
-def test_every_method_is_covered_by_these_tests():
-    covered = {options["name"] for options, _ in CASES.values()} | {"dense", "lottery", "small_dense"}
-    assert covered == set(available_methods())
+def test_every_registered_method_has_a_config_checked_here():
+    from rigl_repro.sparsity import available_methods
+
+    assert set(available_methods()) <= {config["name"] for config in CONFIGS.values()}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from rigl_repro.models._width import scaled
+from rigl_repro.models.common import scaled
 from rigl_repro.models.resnet import resnet50
 from rigl_repro.models.small_cnn import small_cnn
 from rigl_repro.models.wide_resnet import wrn22_2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rigl_repro.models._width import scaled
+from rigl_repro.models.common import init_convs, pooled_logits, scaled
 
 
 class Bottleneck(nn.Module):
@@ -56,13 +56,10 @@ class CifarResNet50(nn.Module):
                 in_channels = out_channels
         self.blocks = nn.Sequential(*layers)
         self.fc = nn.Linear(in_channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.blocks(torch.relu(self.bn1(self.conv1(x))))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+        return pooled_logits(self.blocks(torch.relu(self.bn1(self.conv1(x)))), self.fc)
 
 
 def resnet50(num_classes: int = 100, width: float = 1.0) -> CifarResNet50:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rigl_repro.models._width import scaled
+from rigl_repro.models.common import pooled_logits, scaled
 
 
 class SmallCNN(nn.Module):
@@ -25,8 +25,7 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(previous, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
-        return self.fc(torch.flatten(out, 1))
+        return pooled_logits(self.features(x), self.fc)
 
 
 def small_cnn(num_classes: int = 10, width: float = 1.0) -> SmallCNN:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rigl_repro.models._width import scaled
+from rigl_repro.models.common import init_convs, pooled_logits, scaled
 
 
 class WideBasicBlock(nn.Module):
@@ -52,13 +52,10 @@ class WideResNet(nn.Module):
         self.blocks = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(in_channels)
         self.fc = nn.Linear(in_channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn(self.blocks(self.conv1(x))))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+        return pooled_logits(torch.relu(self.bn(self.blocks(self.conv1(x)))), self.fc)
 
 
 def wrn22_2(num_classes: int = 10, width: float = 1.0) -> WideResNet:

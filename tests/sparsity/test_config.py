@@ -28,7 +28,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "masking"
         ("delta_t", True, r"masking.delta_t=True is invalid"),
         ("t_end_fraction", 0.0, r"masking.t_end_fraction=0.0 is out of range; expected a value in \(0.0, 1.0\]"),
         ("t_end_fraction", 1.2, r"masking.t_end_fraction=1.2 is out of range"),
-        ("distribution", "random", r"masking.distribution='random' is not known; choose one of: uniform, er, erk, custom"),
+        ("distribution", "random", r"masking.distribution='random' is not known; choose one of: uniform, er, erk"),
         ("redistribution", "sg", r"masking.redistribution='sg' is not known; choose one of: none, grad, momentum"),
         ("erk_power_scale", 0, r"masking.erk_power_scale=0 is out of range"),
     ],

@@ -1,9 +1,8 @@
 """What each method drops and grows, checked against hand-made weights and gradients."""
 
+import pytest
 import torch
 from torch import nn
-
-import pytest
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.models import small_cnn
@@ -71,10 +70,13 @@ def test_set_grows_among_inactive_positions_only_and_exactly_as_many():
     before = [layer.mask.clone() for layer in engine.layers]
     counts = [layer.n_active for layer in engine.layers]
     train(model, opt, engine, 1)
-    for layer, mask, count in zip(engine.layers, before, counts):
-        assert layer.n_active == count
     dropped, grown = zip(*engine.last_update)
     assert dropped == grown and sum(grown) > 0
+    for layer, mask, count, n_grown in zip(engine.layers, before, counts, grown):
+        assert layer.n_active == count
+        newly_active = int((layer.mask & ~mask).sum())
+        assert newly_active <= n_grown  # the rest were dropped and drawn again
+    assert sum(int((layer.mask & ~mask).sum()) for layer, mask in zip(engine.layers, before)) > 0
 
 
 def test_snfs_keeps_a_dense_momentum_while_the_optimizer_momentum_stays_sparse():

@@ -14,7 +14,7 @@ mask bookkeeping, so a method only answers questions:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -137,8 +137,11 @@ class SparseMethod:
         """Restore what ``state_dict`` returned."""
 
     # ---------------------------------------------------------------- model shape
-    def width_multiplier(self, count_weights: Any) -> float:
-        """Width multiplier of the model this method trains (1.0: the model as configured)."""
+    def width_multiplier(self, count_weights: Callable[[float], int]) -> float:
+        """Width multiplier of the model this method trains (1.0: the model as configured).
+
+        ``count_weights(width)`` counts the sparsifiable weights of the model built at that width.
+        """
         return 1.0
 
     @classmethod

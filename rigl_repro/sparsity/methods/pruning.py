@@ -80,7 +80,8 @@ class GradualPruning(SparseMethod):
         pruned = [layer for layer in self.layers if layer.name in budget]
         final_total = sum(count for layer, count in zip(self.layers, self.final_counts) if layer.name in budget)
         full_total = sum(layer.size for layer in pruned)
-        keep = math.floor(full_total - cubic_sparsity(step, 1.0, self.start, self.end) * (full_total - final_total) + 0.5)
+        progress = cubic_sparsity(step, 1.0, self.start, self.end)
+        keep = math.floor(full_total - progress * (full_total - final_total) + 0.5)
         scores = torch.cat([restricted_to(layer.mask, self.drop_scores(layer)).reshape(-1) for layer in pruned])
         owner = torch.cat([torch.full((layer.size,), i, device=scores.device) for i, layer in enumerate(pruned)])
         chosen = torch.sort(scores, descending=True, stable=True).indices[:keep]

@@ -1,0 +1,284 @@
+"""One training run: data on the device, the sparse engine, validation every epoch, test at the end,
+checkpoints that resume exactly, and ``summary.json``.
+
+Nothing in the per-step path reads the device: losses and counts accumulate on it and are read once per
+epoch (a NaN loss is therefore caught at the end of the epoch in which it appears).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm import tqdm
+
+from rigl_repro.data import Split, load_splits, normalise, random_crop_flip
+from rigl_repro.errors import ConfigError
+from rigl_repro.models import build_model, count_sparsifiable_weights
+from rigl_repro.results import SUMMARY_FILE, atomic_write_json, read_summary
+from rigl_repro.sparsity import SparseEngine, build_method
+from rigl_repro.sparsity.distributions import budgeted_layers
+from rigl_repro.training.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
+from rigl_repro.training.tracking import Tracker
+
+log = logging.getLogger(__name__)
+FINGERPRINT_KEYS = ("dataset", "model", "masking", "train", "seed")
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss stopped being finite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; anything else must name an available device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto")
+    return device
+
+
+class Trainer:
+    """Builds everything a run needs from the composed config; ``fit()`` trains and returns the summary."""
+
+    def __init__(self, cfg: DictConfig, output_dir: Path) -> None:
+        self.cfg, self.output_dir = cfg, Path(output_dir)
+        self.recipe = Recipe.from_config(OmegaConf.to_container(cfg.train, resolve=True))
+        masking = OmegaConf.to_container(cfg.masking, resolve=True)
+        self.method = build_method(masking)
+        self.device = resolve_device(str(cfg.device))
+        on_cuda = self.device.type == "cuda"
+        self.autocast = partial(
+            torch.autocast, self.device.type, dtype=torch.bfloat16, enabled=enabled(self.recipe.amp, on_cuda)
+        )
+        self.channels_last = enabled(self.recipe.channels_last, on_cuda)
+
+        torch.manual_seed(int(cfg.seed))
+        self.data = load_splits(OmegaConf.to_container(cfg.dataset, resolve=True), self.device)
+        num_classes = int(cfg.dataset.num_classes)
+        model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+        self.width = self.method.width_multiplier(
+            lambda width: count_sparsifiable_weights(model_cfg, num_classes, width)
+        )
+        model = build_model(model_cfg, num_classes, self.width if self.method.name == "small_dense" else None)
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else None)
+
+        self.steps_per_epoch = math.ceil(len(self.data.train) / self.recipe.batch_size)
+        self.epochs = self.recipe.total_epochs
+        self.total_steps = self.epochs * self.steps_per_epoch
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=self.recipe.lr,
+            momentum=self.recipe.momentum,
+            nesterov=self.recipe.nesterov,
+            weight_decay=self.recipe.weight_decay,
+        )
+        warmup_steps = round(self.recipe.warmup_epochs * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            partial(
+                learning_rate_factor,
+                warmup_steps=warmup_steps,
+                decay_every=self.recipe.decay_interval(),
+                decay_factor=self.recipe.lr_decay_factor,
+            ),
+        )
+        self.engine = SparseEngine(self.model, self.optimizer, self.method, self.total_steps, seed=int(cfg.seed))
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
+        self.order_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed))
+        self.augment_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed) + 1)
+        self.epoch, self.history, self.wall_time = 0, [], 0.0
+
+    # ------------------------------------------------------------------ identity and checkpoints
+    def fingerprint(self) -> dict[str, Any]:
+        """The configuration that determines this run's results: a checkpoint must match it to resume."""
+        resolved = OmegaConf.to_container(self.cfg, resolve=True)
+        return {key: resolved[key] for key in FINGERPRINT_KEYS}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "fingerprint": json.dumps(self.fingerprint(), sort_keys=True),
+            "epoch": self.epoch,
+            "history": self.history,
+            "wall_time": self.wall_time,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "engine": self.engine.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "order": self.order_generator.get_state(),
+                "augment": self.augment_generator.get_state(),
+            },
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            first = str(error).splitlines()[0]
+            raise ConfigError(f"the checkpoint's weights do not fit model={self.cfg.model.name}: {first}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.engine.load_state_dict(state["engine"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.order_generator.set_state(state["rng"]["order"])
+        self.augment_generator.set_state(state["rng"]["augment"])
+        self.epoch, self.history, self.wall_time = state["epoch"], list(state["history"]), state["wall_time"]
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict[str, Any]:
+        checkpoint = self.output_dir / CHECKPOINT_FILE
+        if checkpoint.exists() and self.cfg.checkpoint.resume:
+            self.load_state_dict(load_checkpoint(checkpoint, self.fingerprint()))
+            log.info("resumed from %s at epoch %d/%d", checkpoint, self.epoch, self.epochs)
+        tracker = Tracker(
+            self.cfg.logger.mode,
+            self.cfg.logger.project,
+            self.cfg.logger.entity,
+            OmegaConf.to_container(self.cfg, resolve=True),
+            self.output_dir,
+        )
+        try:
+            while self.epoch < self.epochs:
+                metrics = self.train_epoch()
+                self.epoch += 1
+                self.history.append(metrics)
+                tracker.log({**metrics, **{f"density/{k}": v for k, v in self.engine.layer_densities().items()}},
+                            step=metrics["step"])
+                log.info(
+                    "epoch %d/%d  step %d  loss %.4f  train %.2f%%  val %s  lr %.4g  %.0f img/s",
+                    self.epoch, self.epochs, metrics["step"], metrics["train_loss"], 100 * metrics["train_acc"],
+                    "-" if metrics["val_acc"] is None else f"{100 * metrics['val_acc']:.2f}%",
+                    metrics["lr"], metrics["images_per_s"],
+                )  # fmt: skip
+                if self.epoch % int(self.cfg.checkpoint.every_epochs) == 0 or self.epoch == self.epochs:
+                    save_checkpoint(checkpoint, self.state_dict())
+            summary = self.summary(test_acc=self.evaluate(self.data.test))
+            tracker.log({"test_acc": summary["test_acc"]}, step=self.total_steps)
+        finally:
+            tracker.finish()
+        atomic_write_json(self.output_dir / SUMMARY_FILE, summary)
+        return summary
+
+    def train_epoch(self) -> dict[str, Any]:
+        """One pass over the training set in a fresh random order; reads the device once, at the end."""
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        start = time.perf_counter()
+        train = self.data.train
+        order = torch.randperm(len(train), generator=self.order_generator, device=self.device)
+        previous = self.history[-1]["train_loss"] if self.history else float("nan")
+        bar = tqdm(
+            order.split(self.recipe.batch_size),
+            desc=f"epoch {self.epoch + 1}/{self.epochs}",
+            unit="step",
+            disable=None,
+            leave=False,
+            postfix={"last loss": f"{previous:.4f}"},
+        )
+        for indices in bar:
+            images, labels = train.images[indices], train.labels[indices]
+            if self.data.augment:
+                images = random_crop_flip(images, 4, self.augment_generator)
+            inputs = self.prepare(images)
+            with self.autocast():
+                logits = self.model(inputs)
+                loss = self.criterion(logits, labels)
+            loss.backward()
+            self.engine.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            loss_sum += loss.detach().float()
+            correct += (logits.argmax(1) == labels).sum()
+        mean_loss = loss_sum.item() / self.steps_per_epoch
+        seconds = time.perf_counter() - start
+        self.wall_time += seconds
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"the training loss became {mean_loss} in epoch {self.epoch + 1}; the run is stopped and no "
+                "summary.json is written (try a lower train.lr)"
+            )
+        return {
+            "epoch": self.epoch + 1,
+            "step": (self.epoch + 1) * self.steps_per_epoch,
+            "train_loss": mean_loss,
+            "train_acc": correct.item() / len(train),
+            "val_acc": None if self.data.val is None else self.evaluate(self.data.val),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "density": self.engine.overall_density(),
+            "images_per_s": len(train) / seconds,
+        }
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        inputs = normalise(images, self.data.mean, self.data.std)
+        return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last else inputs
+
+    @torch.no_grad()
+    def evaluate(self, split: Split) -> float:
+        """Accuracy over the whole split from exact counts (never a mean of per-batch accuracies)."""
+        self.model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for start in range(0, len(split), self.recipe.eval_batch_size):
+            stop = start + self.recipe.eval_batch_size
+            with self.autocast():
+                logits = self.model(self.prepare(split.images[start:stop]))
+            correct += (logits.argmax(1) == split.labels[start:stop]).sum()
+        self.model.train()
+        return correct.item() / len(split)
+
+    def summary(self, test_acc: float) -> dict[str, Any]:
+        shapes = {layer.name: () for layer in self.engine.layers}
+        last = self.history[-1]
+        return {
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "method": self.method.name,
+            "val_acc": last["val_acc"],
+            "test_acc": test_acc,
+            "density": self.engine.overall_density(budgeted_layers(self.method.distribution, shapes) or None),
+            "density_all_layers": self.engine.overall_density(),
+            "layer_densities": self.engine.layer_densities(),
+            "width_multiplier": self.width,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "epochs": self.epochs,
+            "steps": self.total_steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "wall_time_s": self.wall_time,
+            "history": self.history,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """Train the configured run in ``output_dir``, or return its summary if it has already finished there."""
+    finished = read_summary(output_dir)
+    if finished is None:
+        return Trainer(cfg, output_dir).fit()
+    current = OmegaConf.to_container(cfg, resolve=True)
+    changed = sorted(k for k in FINGERPRINT_KEYS if finished["config"].get(k) != current.get(k))
+    if changed:
+        raise CheckpointError(
+            f"{output_dir} holds a finished run of a different configuration (differs in: {', '.join(changed)}); "
+            "use another output directory (hydra.run.dir=...)"
+        )
+    log.info("%s already holds this finished run; reusing its summary (delete the folder to train again)", output_dir)
+    return finished

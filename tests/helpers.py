@@ -53,3 +53,14 @@ def train(
         opt.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step(updated)
+
+
+CONF_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(*overrides: str):
+    """The config ``main.py`` would see with these overrides (W&B disabled, digits unless overridden)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=["dataset=digits", "logger.mode=disabled", *overrides])

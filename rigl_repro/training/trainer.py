@@ -272,7 +272,9 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Train the configured run in ``output_dir``, or return its summary if it has already finished there."""
     finished = read_summary(output_dir)
     if finished is None:
-        return Trainer(cfg, output_dir).fit()
+        trainer = Trainer(cfg, output_dir)  # validates everything before the folder is touched
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return trainer.fit()
     current = OmegaConf.to_container(cfg, resolve=True)
     changed = sorted(k for k in FINGERPRINT_KEYS if finished["config"].get(k) != current.get(k))
     if changed:

@@ -1,0 +1,124 @@
+"""End-to-end runs on the embedded digits: summary.json, exact resumption, and every refusal."""
+
+import json
+
+import pytest
+import torch
+
+from rigl_repro.errors import ConfigError
+from rigl_repro.training import Trainer, TrainingDiverged, run
+from rigl_repro.training.checkpoint import CheckpointError
+from tests.helpers import compose_config
+
+QUICK = ("train.epochs=3", "masking.delta_t=5")
+
+
+def test_a_run_writes_its_summary_and_checkpoint(tmp_path):
+    summary = run(compose_config(*QUICK, "masking=rigl", "masking.density=0.1"), tmp_path)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == summary
+    assert 0.5 < summary["test_acc"] <= 1.0 and 0.5 < summary["val_acc"] <= 1.0
+    assert summary["density"] == pytest.approx(0.1, abs=1e-3)
+    assert set(summary["layer_densities"]) == {"features.0.weight", "features.3.weight", "features.6.weight", "fc.weight"}
+    assert [entry["epoch"] for entry in summary["history"]] == [1, 2, 3]
+    assert summary["steps"] == 3 * summary["steps_per_epoch"] == 3 * 20
+    assert summary["config"]["masking"]["name"] == "rigl"
+    assert (tmp_path / "checkpoint.pt").is_file()
+
+
+def test_accuracy_is_counted_over_the_whole_split(tmp_path):
+    trainer = Trainer(compose_config(*QUICK, "masking=dense", "train.eval_batch_size=7"), tmp_path)
+    split = trainer.data.test
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = (trainer.model(trainer.prepare(split.images)).argmax(1) == split.labels).sum().item() / len(split)
+    assert trainer.evaluate(split) == expected
+
+
+def final_state(directory):
+    return torch.load(directory / "checkpoint.pt", weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("method", ["rigl", "snfs"])
+def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, monkeypatch, method):
+    overrides = ("train.epochs=4", "masking.delta_t=3", f"masking={method}")
+    run(compose_config(*overrides), tmp_path / "straight")
+
+    original = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed during the third epoch, after two checkpoints
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_config(*overrides), tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "summary.json").exists()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    resumed = run(compose_config(*overrides), tmp_path / "resumed")
+
+    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert resumed["test_acc"] == straight["test_acc"] and resumed["layer_densities"] == straight["layer_densities"]
+    a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
+    assert a.keys() == b.keys() and any(key.endswith("weight_mask") for key in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_nan_loss_stops_the_run_without_a_summary(tmp_path):
+    trainer = Trainer(compose_config(*QUICK), tmp_path)
+    trainer.criterion = lambda logits, labels: logits.sum() * float("nan")
+    with pytest.raises(TrainingDiverged, match="loss became nan in epoch 1"):
+        trainer.fit()
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_a_checkpoint_of_another_configuration_is_refused_and_kept(tmp_path):
+    run(compose_config("train.epochs=1", "masking.density=0.1"), tmp_path)
+    (tmp_path / "summary.json").unlink()  # as if interrupted before the end
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(CheckpointError, match=r"different configuration \(masking.density: 0.1 -> 0.2"):
+        run(compose_config("train.epochs=1", "masking.density=0.2"), tmp_path)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_corrupted_checkpoint_is_refused_and_kept(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        run(compose_config(*QUICK), tmp_path)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"\x00garbage"
+
+
+def test_a_finished_run_is_reused_not_overwritten(tmp_path):
+    first = run(compose_config("train.epochs=1"), tmp_path)
+    stamp = (tmp_path / "summary.json").stat().st_mtime_ns
+    assert run(compose_config("train.epochs=1"), tmp_path) == first
+    assert (tmp_path / "summary.json").stat().st_mtime_ns == stamp
+    with pytest.raises(CheckpointError, match="finished run of a different configuration"):
+        run(compose_config("train.epochs=1", "seed=1"), tmp_path)
+
+
+def test_small_dense_trains_a_narrower_dense_model(tmp_path):
+    summary = run(compose_config("train.epochs=1", "masking=small_dense", "masking.density=0.2"), tmp_path)
+    dense = run(compose_config("train.epochs=1", "masking=dense"), tmp_path / "dense")
+    assert summary["width_multiplier"] < 0.6 and summary["layer_densities"] == {}
+    assert summary["parameters"] < 0.3 * dense["parameters"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("masking.density=0", "masking.density=0 is out of range"),
+        ("train.batch_size=0", "train.batch_size=0 is invalid"),
+        ("dataset.val_size=5000", r"dataset.val_size=5000 must be in \[0, 1496\]"),
+        ("device=cuda:7", "device='cuda:7' but CUDA is not available"),
+        ("model.name=vgg", "model.name='vgg' is not known"),
+    ],
+)
+def test_bad_options_fail_before_training(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run(compose_config(*QUICK, override), tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()

@@ -10,9 +10,13 @@ install:
 	$(PYTHON) -m pip install -r requirements.txt
 	$(PYTHON) -m pip install --no-deps -e .
 
-## The main job: dense, static, SET and RigL at density 0.1 on the embedded digits dataset.
+DEMO_DIR ?= outputs/demo
+
+## The main job: dense, static, SET and RigL at density 0.1 on the embedded digits dataset, then a table and a plot.
 demo:
-	$(PYTHON) scripts/demo.py
+	$(PYTHON) main.py -m dataset=digits masking=dense,static,set,rigl masking.density=0.1 masking.delta_t=20 \
+		output_root=$(DEMO_DIR)
+	$(PYTHON) scripts/demo_report.py $(DEMO_DIR)
 
 ## Fast tests (the default run, also what CI runs).
 test:

@@ -25,3 +25,13 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """A run's summary, or None if the run has not finished."""
     path = Path(run_dir) / SUMMARY_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def collect_summaries(root: Path) -> list[dict[str, Any]]:
+    """Every finished run's summary below ``root``, each with its ``run_dir``, in path order."""
+    summaries = []
+    for path in sorted(Path(root).rglob(SUMMARY_FILE)):
+        summary = json.loads(path.read_text())
+        summary["run_dir"] = str(path.parent)
+        summaries.append(summary)
+    return summaries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ class Tracker:
             return
         import wandb  # imported only when used: it is slow to import
 
-        run_id = "".join(ch if ch.isalnum() else "-" for ch in output_dir.resolve().as_posix())[-64:].strip("-")
+        run_id = hashlib.sha1(output_dir.resolve().as_posix().encode()).hexdigest()[:16]
         self.run = wandb.init(
             mode=mode,
             project=project,
@@ -34,6 +35,7 @@ class Tracker:
             name=output_dir.name,
             id=run_id,
             resume="allow",
+            settings=wandb.Settings(quiet=True),
         )
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:

@@ -189,14 +189,15 @@ class Trainer:
         order = torch.randperm(len(train), generator=self.order_generator, device=self.device)
         previous = self.history[-1]["train_loss"] if self.history else float("nan")
         bar = tqdm(
-            order.split(self.recipe.batch_size),
+            total=len(train),
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            unit="step",
-            disable=None,
+            unit="img",
+            disable=None,  # no bar when the output is not a terminal (logs, CI)
             leave=False,
-            postfix={"last loss": f"{previous:.4f}"},
+            postfix={"step": self.engine.step_count, "last loss": f"{previous:.4f}"},
         )
-        for indices in bar:
+        for indices in order.split(self.recipe.batch_size):
+            bar.update(indices.shape[0])
             images, labels = train.images[indices], train.labels[indices]
             if self.data.augment:
                 images = random_crop_flip(images, 4, self.augment_generator)
@@ -210,6 +211,7 @@ class Trainer:
             self.scheduler.step()
             loss_sum += loss.detach().float()
             correct += (logits.argmax(1) == labels).sum()
+        bar.close()
         mean_loss = loss_sum.item() / self.steps_per_epoch
         seconds = time.perf_counter() - start
         self.wall_time += seconds

@@ -43,7 +43,7 @@ class SparseMethod:
     masked: ClassVar[bool] = True  # False: no masks at all (dense, small-dense)
 
     density: float = 0.1
-    distribution: str = "erk"
+    distribution: str = "uniform"
     erk_power_scale: float = 1.0
     custom_densities: dict[str, float] | None = None
     alpha: float = 0.3

@@ -19,7 +19,9 @@ from rigl_repro.results import collect_summaries  # noqa: E402
 
 def label(summary: dict) -> str:
     masking = summary["config"]["masking"]
-    return masking["name"] if masking["name"] in ("dense", "small_dense") else f"{masking['name']} ({masking['distribution']})"
+    if masking["name"] in ("dense", "small_dense"):
+        return masking["name"]
+    return f"{masking['name']} ({masking['distribution']})"
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ def test_help_lists_the_config_groups(tmp_path):
 
 
 def test_a_run_with_offline_wandb_writes_its_outputs_under_output_root(tmp_path):
-    result = main_py("dataset=digits", "train.epochs=2", "masking.delta_t=10", f"output_root={tmp_path}/runs", cwd=tmp_path)
+    overrides = ("dataset=digits", "train.epochs=2", "masking.delta_t=10", f"output_root={tmp_path}/runs")
+    result = main_py(*overrides, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "runs" / "digits-small_cnn-rigl" / "dataset=digits,masking.delta_t=10,train.epochs=2"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -31,7 +32,8 @@ def test_a_run_with_offline_wandb_writes_its_outputs_under_output_root(tmp_path)
 
 
 def test_a_bad_option_exits_non_zero_with_one_line_naming_it(tmp_path):
-    result = main_py("dataset=digits", "logger.mode=disabled", "masking.alpha=1.5", f"output_root={tmp_path}", cwd=tmp_path)
+    overrides = ("dataset=digits", "logger.mode=disabled", "masking.alpha=1.5", f"output_root={tmp_path}")
+    result = main_py(*overrides, cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "error:" in line]
     assert len(errors) == 1 and "masking.alpha=1.5 is out of range" in errors[0]

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from rigl_repro.errors import ConfigError, require_in_range
-
 from rigl_repro.models.common import scaled
 from rigl_repro.models.resnet import resnet50
 from rigl_repro.models.small_cnn import small_cnn

@@ -1,9 +1,9 @@
 """ResNet-50 for 32x32 inputs, as the report's code builds it for CIFAR-100.
 
-One 3x3 stride-1 stem convolution (``stem="single"``) and no max-pool: the report's text says two 3x3
-convolutions (``stem="double"``), but its FLOP figure, 2.59e9 per image, matches one, bottleneck blocks [3, 4, 6, 3] with the stride on the 3x3
-convolution, and the last BatchNorm of every residual branch initialised to zero (He et al. 2019).
-With 100 classes it has 23,705,252 parameters.
+One 3x3 stride-1 stem convolution and no max-pool (``stem="single"``; the report's text says two 3x3
+convolutions, ``stem="double"``, but its FLOP figure, 2.59e9 per image, matches one), bottleneck blocks
+[3, 4, 6, 3] with the stride on the 3x3 convolution, and the last BatchNorm of every residual branch
+initialised to zero (He et al. 2019). With 100 classes it has 23,705,252 parameters.
 """
 
 from __future__ import annotations

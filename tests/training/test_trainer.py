@@ -19,7 +19,8 @@ def test_a_run_writes_its_summary_and_checkpoint(tmp_path):
     assert on_disk == summary
     assert 0.5 < summary["test_acc"] <= 1.0 and 0.5 < summary["val_acc"] <= 1.0
     assert summary["density"] == pytest.approx(0.1, abs=1e-3)
-    assert set(summary["layer_densities"]) == {"features.0.weight", "features.3.weight", "features.6.weight", "fc.weight"}
+    layers = {"features.0.weight", "features.3.weight", "features.6.weight", "fc.weight"}
+    assert set(summary["layer_densities"]) == layers
     assert [entry["epoch"] for entry in summary["history"]] == [1, 2, 3]
     assert summary["steps"] == 3 * summary["steps_per_epoch"] == 3 * 20
     assert summary["config"]["masking"]["name"] == "rigl"

@@ -1,0 +1,75 @@
+"""Train / validation / test splits, held whole on the training device as uint8 tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rigl_repro.data.cifar import load_cifar
+from rigl_repro.data.digits import load_digits_uint8
+from rigl_repro.errors import ConfigError
+
+SOURCES = ("cifar", "digits")
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 (N, C, H, W) on the training device
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class DataSplits:
+    train: Split
+    val: Split | None  # None when training on every training image (the report's Table 1)
+    test: Split
+    mean: torch.Tensor
+    std: torch.Tensor
+    augment: bool
+
+
+def holdout(images: torch.Tensor, labels: torch.Tensor, size: int, seed: int) -> tuple[Split, Split | None]:
+    """Split off ``size`` examples, chosen by a permutation fixed by ``seed``, as the validation set."""
+    if size == 0:
+        return Split(images, labels), None
+    if not 0 < size < len(labels):
+        raise ConfigError(f"dataset.val_size={size} must be in [0, {len(labels) - 1}] for this dataset")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    keep, held = order[:-size], order[-size:]
+    return Split(images[keep], labels[keep]), Split(images[held], labels[held])
+
+
+def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
+    """The splits that the ``dataset`` config describes, moved to ``device``."""
+    source = cfg["source"]
+    if source == "cifar":
+        train_x, train_y, test_x, test_y = load_cifar(
+            cfg["root"], cfg["folder"], cfg["archive"], cfg["url"], cfg["md5"],
+            cfg["train_files"], cfg["test_files"], cfg["label_key"], cfg["download"],
+        )  # fmt: skip
+    elif source == "digits":
+        images, labels = load_digits_uint8()
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg["split_seed"] + 1))
+        test, rest = order[: cfg["test_size"]], order[cfg["test_size"] :]
+        train_x, train_y, test_x, test_y = images[rest], labels[rest], images[test], labels[test]
+    else:
+        raise ConfigError(f"dataset.source={source!r} is not known; choose one of: {', '.join(SOURCES)}")
+    train, val = holdout(train_x, train_y, int(cfg["val_size"]), int(cfg["split_seed"]))
+
+    def to_device(split: Split | None) -> Split | None:
+        return None if split is None else Split(split.images.to(device), split.labels.to(device))
+
+    return DataSplits(
+        train=to_device(train),
+        val=to_device(val),
+        test=to_device(Split(test_x, test_y)),
+        mean=torch.tensor(cfg["mean"], dtype=torch.float32, device=device),
+        std=torch.tensor(cfg["std"], dtype=torch.float32, device=device),
+        augment=bool(cfg["augment"]),
+    )

@@ -123,3 +123,26 @@ def test_bad_options_fail_before_training(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
         run(compose_config(*QUICK, override), tmp_path)
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_cifar10_run_on_a_generated_archive_with_augmentation(tmp_path):
+    from tests.data.test_cifar import write_archive
+
+    rng = __import__("numpy").random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches = {name: (rng.integers(0, 256, (12, 3, 32, 32), dtype="uint8"), rng.integers(0, 10, 12)) for name in names}
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    write_archive(archive, "cifar-10-batches-py", batches, "labels")
+    from rigl_repro.data.cifar import md5_of
+
+    cfg = compose_config(
+        "dataset=cifar10", f"dataset.root={tmp_path}/data", f"dataset.url={archive.as_uri()}",
+        f"dataset.md5={md5_of(archive)}", "dataset.val_size=10", "model.width=0.25", "train.epochs=2",
+        "train.batch_size=16", "masking.delta_t=2", "masking.distribution=erk",
+    )  # fmt: skip
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.data.augment and len(trainer.data.train) == 50 and trainer.data.train.images.dtype == torch.uint8
+    (tmp_path / "run").mkdir()
+    summary = trainer.fit()
+    assert summary["steps"] == 2 * 4 and summary["config"]["model"]["name"] == "wrn22_2"
+    assert 0.0 <= summary["test_acc"] <= 1.0 and summary["density"] == pytest.approx(0.1, abs=1e-3)

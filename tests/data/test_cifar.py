@@ -1,27 +1,14 @@
 """The CIFAR loader on small archives in the official python-pickle format, made by the tests."""
 
-import io
-import pickle
-import tarfile
-
 import numpy as np
 import pytest
 import torch
 
 from rigl_repro.data.cifar import DatasetMissingError, load_cifar, md5_of
 from rigl_repro.data.splits import load_splits
+from tests.helpers import write_archive
 
 CIFAR10_FILES = {"train_files": [f"data_batch_{i}" for i in range(1, 6)], "test_files": ["test_batch"]}
-
-
-def write_archive(path, folder, batches, label_key):
-    """A .tar.gz holding ``folder/<name>`` pickles with uint8 data rows and labels, as the official ones."""
-    with tarfile.open(path, "w:gz") as tar:
-        for name, (images, labels) in batches.items():
-            payload = pickle.dumps({b"data": images.reshape(len(images), -1), label_key.encode(): labels.tolist()})
-            info = tarfile.TarInfo(f"{folder}/{name}")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
 
 
 @pytest.fixture
@@ -81,7 +68,9 @@ def test_missing_data_without_network_says_where_to_put_the_archive(tmp_path, ci
 
 def test_cifar100_uses_fine_labels(tmp_path):
     rng = np.random.default_rng(1)
-    batches = {name: (rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8), rng.integers(0, 100, 8)) for name in ("train", "test")}
+    batches = {
+        name: (rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8), rng.integers(0, 100, 8)) for name in ("train", "test")
+    }
     archive = tmp_path / "cifar-100-python.tar.gz"
     write_archive(archive, "cifar-100-python", batches, "fine_labels")
     train_x, train_y, _, _ = load_cifar(

@@ -2,13 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from rigl_repro.data.cifar import md5_of
 from rigl_repro.errors import ConfigError
 from rigl_repro.training import Trainer, TrainingDiverged, run
 from rigl_repro.training.checkpoint import CheckpointError
-from tests.helpers import compose_config
+from tests.helpers import compose_config, write_archive
 
 QUICK = ("train.epochs=3", "masking.delta_t=5")
 
@@ -126,15 +128,11 @@ def test_bad_options_fail_before_training(tmp_path, override, message):
 
 
 def test_a_cifar10_run_on_a_generated_archive_with_augmentation(tmp_path):
-    from tests.data.test_cifar import write_archive
-
-    rng = __import__("numpy").random.default_rng(0)
+    rng = np.random.default_rng(0)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     batches = {name: (rng.integers(0, 256, (12, 3, 32, 32), dtype="uint8"), rng.integers(0, 10, 12)) for name in names}
     archive = tmp_path / "cifar-10-python.tar.gz"
     write_archive(archive, "cifar-10-batches-py", batches, "labels")
-    from rigl_repro.data.cifar import md5_of
-
     cfg = compose_config(
         "dataset=cifar10", f"dataset.root={tmp_path}/data", f"dataset.url={archive.as_uri()}",
         f"dataset.md5={md5_of(archive)}", "dataset.val_size=10", "model.width=0.25", "train.epochs=2",

@@ -68,9 +68,8 @@ def test_missing_data_without_network_says_where_to_put_the_archive(tmp_path, ci
 
 def test_cifar100_uses_fine_labels(tmp_path):
     rng = np.random.default_rng(1)
-    batches = {
-        name: (rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8), rng.integers(0, 100, 8)) for name in ("train", "test")
-    }
+    images = {name: rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8) for name in ("train", "test")}
+    batches = {name: (data, rng.integers(0, 100, 8)) for name, data in images.items()}
     archive = tmp_path / "cifar-100-python.tar.gz"
     write_archive(archive, "cifar-100-python", batches, "fine_labels")
     train_x, train_y, _, _ = load_cifar(

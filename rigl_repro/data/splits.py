@@ -60,6 +60,11 @@ def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
         train_x, train_y, test_x, test_y = images[rest], labels[rest], images[test], labels[test]
     else:
         raise ConfigError(f"dataset.source={source!r} is not known; choose one of: {', '.join(SOURCES)}")
+    if len(train_y) != cfg["train_pool"]:
+        raise ConfigError(
+            f"dataset.train_pool={cfg['train_pool']} but the dataset has {len(train_y)} training images; "
+            "set it to the size of the training set (it fixes step counts for FLOP planning)"
+        )
     train, val = holdout(train_x, train_y, int(cfg["val_size"]), int(cfg["split_seed"]))
 
     def to_device(split: Split | None) -> Split | None:

@@ -59,6 +59,8 @@ class SparseEngine:
         self.layers: list[SparseLayer] = attach_masks(model) if method.masked else []
         self.step_count = 0
         self.last_update: list[tuple[int, int]] = []  # (dropped, grown) per layer at the latest update
+        # (first step, active count per layer) for every topology the run has had: read by FLOP accounting.
+        self.topology_log: list[tuple[int, list[int]]] = []
         method.setup(model, self.layers, optimizer, total_steps, self.generator)
         if self.layers:
             counts = method.initial_counts()
@@ -68,6 +70,7 @@ class SparseEngine:
                     layer.mask.copy_(mask)
                     layer.n_active = count
                     self._zero_inactive(layer)
+        self.topology_log.append((0, self.active_counts()))
 
     # ------------------------------------------------------------------ the per-step path
     def step(self) -> bool:
@@ -109,6 +112,7 @@ class SparseEngine:
             layer.mask.copy_(new_mask)
             layer.n_active = kept_count + n_grow
             self._zero_inactive(layer)
+        self.topology_log.append((step + 1, self.active_counts()))
 
     def _zero_inactive(self, layer: SparseLayer) -> None:
         """Zero the weight and its optimizer state wherever the mask is false."""
@@ -118,6 +122,10 @@ class SparseEngine:
                 value.mul_(layer.mask)
 
     # ------------------------------------------------------------------ reading the topology
+    def active_counts(self) -> list[int]:
+        """Active weights per masked layer, in layer order."""
+        return [layer.n_active for layer in self.layers]
+
     def layer_densities(self) -> dict[str, float]:
         """Realised density of every masked layer (exact, from host-side counts)."""
         return {layer.name: layer.density for layer in self.layers}
@@ -137,6 +145,7 @@ class SparseEngine:
             "step": self.step_count,
             "generator": self.generator.get_state(),
             "n_active": {layer.name: layer.n_active for layer in self.layers},
+            "topology_log": [[start, list(counts)] for start, counts in self.topology_log],
             "method": self.method.state_dict(),
         }
 
@@ -155,5 +164,6 @@ class SparseEngine:
                 )
             layer.n_active = count
         self.step_count = int(state["step"])
+        self.topology_log = [(int(start), list(counts)) for start, counts in state["topology_log"]]
         self.generator.set_state(state["generator"])
         self.method.load_state_dict(state["method"])

@@ -24,6 +24,8 @@ from tqdm import tqdm
 
 from rigl_repro.data import Split, load_splits, normalise, random_crop_flip
 from rigl_repro.errors import ConfigError
+from rigl_repro.flops.accounting import flop_summary, model_layer_flops, pretraining_flops
+from rigl_repro.flops.counting import layer_flops
 from rigl_repro.models import build_model, count_sparsifiable_weights
 from rigl_repro.results import SUMMARY_FILE, atomic_write_json, read_summary
 from rigl_repro.sparsity import SparseEngine, build_method
@@ -75,8 +77,12 @@ class Trainer:
         self.width = self.method.width_multiplier(
             lambda width: count_sparsifiable_weights(model_cfg, num_classes, width)
         )
-        model = build_model(model_cfg, num_classes, self.width if self.method.name == "small_dense" else None)
+        model = build_model(model_cfg, num_classes, self.width)
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else None)
+        input_shape = (int(cfg.dataset.channels), int(cfg.dataset.image_size), int(cfg.dataset.image_size))
+        self.layer_flops = layer_flops(self.model, input_shape)  # once; updates only change densities
+        reference = self.layer_flops if self.width is None else model_layer_flops(model_cfg, num_classes, input_shape)
+        self.reference_inference = float(sum(reference.values()))
 
         self.steps_per_epoch = math.ceil(len(self.data.train) / self.recipe.batch_size)
         self.epochs = self.recipe.total_epochs
@@ -259,7 +265,8 @@ class Trainer:
             "density": self.engine.overall_density(budgeted_layers(self.method.distribution, shapes) or None),
             "density_all_layers": self.engine.overall_density(),
             "layer_densities": self.engine.layer_densities(),
-            "width_multiplier": self.width,
+            "flops": self.flops(),
+            "width_multiplier": self.cfg.model.width if self.width is None else self.width,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "epochs": self.epochs,
             "steps": self.total_steps,
@@ -268,6 +275,21 @@ class Trainer:
             "history": self.history,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+
+
+    def flops(self) -> dict[str, Any]:
+        """Inference and training FLOPs of the run, integrated over the topologies it had."""
+        reference_steps = self.recipe.epochs * self.steps_per_epoch
+        return flop_summary(
+            self.layer_flops,
+            {layer.name: layer.size for layer in self.engine.layers},
+            self.engine.topology_log,
+            self.total_steps,
+            reference_steps,
+            self.reference_inference,
+            self.method.dense_gradients,
+            pretraining_flops(self.method, self.reference_inference, reference_steps),
+        )
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def test_validation_split_is_fixed_disjoint_and_optional(tmp_path, cifar10_archi
     archive, _ = cifar10_archive
     dataset = {
         **cifar10_options(tmp_path / "data", archive),
-        "source": "cifar", "val_size": 10, "split_seed": 0, "augment": True,
+        "source": "cifar", "train_pool": 100, "val_size": 10, "split_seed": 0, "augment": True,
         "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
     }  # fmt: skip
     first, again = load_splits(dataset, torch.device("cpu")), load_splits(dataset, torch.device("cpu"))

@@ -135,8 +135,8 @@ def test_a_cifar10_run_on_a_generated_archive_with_augmentation(tmp_path):
     write_archive(archive, "cifar-10-batches-py", batches, "labels")
     cfg = compose_config(
         "dataset=cifar10", f"dataset.root={tmp_path}/data", f"dataset.url={archive.as_uri()}",
-        f"dataset.md5={md5_of(archive)}", "dataset.val_size=10", "model.width=0.25", "train.epochs=2",
-        "train.batch_size=16", "masking.delta_t=2", "masking.distribution=erk",
+        f"dataset.md5={md5_of(archive)}", "dataset.train_pool=60", "dataset.val_size=10", "model.width=0.25",
+        "train.epochs=2", "train.batch_size=16", "masking.delta_t=2", "masking.distribution=erk",
     )  # fmt: skip
     trainer = Trainer(cfg, tmp_path / "run")
     assert trainer.data.augment and len(trainer.data.train) == 50 and trainer.data.train.images.dtype == torch.uint8
@@ -144,3 +144,31 @@ def test_a_cifar10_run_on_a_generated_archive_with_augmentation(tmp_path):
     summary = trainer.fit()
     assert summary["steps"] == 2 * 4 and summary["config"]["model"]["name"] == "wrn22_2"
     assert 0.0 <= summary["test_acc"] <= 1.0 and summary["density"] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_the_summary_carries_flops_integrated_over_the_run(tmp_path):
+    summary = run(compose_config(*QUICK, "masking=rigl", "masking.density=0.1"), tmp_path)
+    flops = summary["flops"]
+    updates = [step for step in range(summary["steps"]) if 0 < step < 45 and step % 5 == 0]
+    assert [entry[0] for entry in flops["trajectory"]] == [0] + [step + 1 for step in updates]
+    assert flops["inference_relative"] == pytest.approx(flops["trajectory"][-1][1])
+    f_s, f_d = flops["inference_flops"], flops["dense_inference_flops"]
+    expected = (summary["steps"] - len(updates)) * 3 * f_s + len(updates) * (2 * f_s + f_d)
+    assert flops["train_flops"] == pytest.approx(expected)
+    assert flops["train_relative"] == pytest.approx(expected / (3 * f_d * summary["steps"]))
+
+
+def test_lottery_counts_the_training_of_the_run_it_starts_from(tmp_path):
+    dense = run(compose_config("train.epochs=2", "masking=dense"), tmp_path / "dense")
+    checkpoint = torch.load(tmp_path / "dense" / "checkpoint.pt", weights_only=True)
+    torch.save(checkpoint["model"], tmp_path / "initial.pt")  # stand-in initial weights of the same shape
+    lottery = run(
+        compose_config(
+            "train.epochs=2", "masking=lottery", "masking.density=0.2",
+            f"masking.trained_weights={tmp_path / 'dense' / 'checkpoint.pt'}",
+            f"masking.initial_weights={tmp_path / 'initial.pt'}",
+        ),
+        tmp_path / "lottery",
+    )  # fmt: skip
+    assert lottery["flops"]["pretraining_flops"] == dense["flops"]["train_flops"]
+    assert lottery["flops"]["train_relative"] == pytest.approx(1.0 + lottery["flops"]["inference_relative"])

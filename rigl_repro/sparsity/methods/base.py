@@ -41,6 +41,9 @@ class SparseMethod:
 
     name: ClassVar[str] = ""
     masked: ClassVar[bool] = True  # False: no masks at all (dense, small-dense)
+    # When the method needs the dense gradient (a dense weight-gradient pass, f_D, for FLOP accounting):
+    # "never", "update_steps" (RigL) or "every_step" (SNFS).
+    dense_gradients: ClassVar[str] = "never"
 
     density: float = 0.1
     distribution: str = "uniform"
@@ -71,14 +74,25 @@ class SparseMethod:
         generator: torch.Generator,
     ) -> None:
         """Receive the objects the method reads from; subclasses allocate their state here."""
-        self.model, self.layers, self.optimizer = model, layers, optimizer
-        self.total_steps, self.generator = total_steps, generator
+        self.model, self.layers, self.optimizer, self.generator = model, layers, optimizer, generator
+        self.plan(total_steps)
+
+    def plan(self, total_steps: int) -> None:
+        """Fix the step schedule for a run of ``total_steps`` (needs no model: FLOP planning uses it)."""
+        self.total_steps = total_steps
         self.t_end = end_step(total_steps, self.t_end_fraction)
+
+    def keeps_layer_densities(self) -> bool:
+        """Whether every layer's density stays at its starting value for the whole run."""
+        return self.redistribution == "none"
 
     # ---------------------------------------------------------------- starting topology
     def target_densities(self) -> dict[str, float]:
-        """Per-layer densities of the layer-wise distribution at ``density``."""
-        shapes = {layer.name: tuple(layer.weight.shape) for layer in self.layers}
+        """Per-layer densities of the layer-wise distribution at ``density`` for the bound model."""
+        return self.distribution_densities({layer.name: tuple(layer.weight.shape) for layer in self.layers})
+
+    def distribution_densities(self, shapes: Mapping[str, Sequence[int]]) -> dict[str, float]:
+        """Per-layer densities of the layer-wise distribution at ``density`` for weights of ``shapes``."""
         return layer_densities(
             self.distribution,
             shapes,
@@ -137,12 +151,12 @@ class SparseMethod:
         """Restore what ``state_dict`` returned."""
 
     # ---------------------------------------------------------------- model shape
-    def width_multiplier(self, count_weights: Callable[[float], int]) -> float:
-        """Width multiplier of the model this method trains (1.0: the model as configured).
+    def width_multiplier(self, count_weights: Callable[[float], int]) -> float | None:
+        """Width multiplier of the model this method trains (None: the model as configured).
 
         ``count_weights(width)`` counts the sparsifiable weights of the model built at that width.
         """
-        return 1.0
+        return None
 
     @classmethod
     def option_names(cls) -> list[str]:

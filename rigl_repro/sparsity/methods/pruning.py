@@ -49,8 +49,14 @@ class GradualPruning(SparseMethod):
 
     def setup(self, model, layers, optimizer, total_steps, generator) -> None:  # type: ignore[override]
         super().setup(model, layers, optimizer, total_steps, generator)
-        self.start, self.end = pruning_window(total_steps, self.start_fraction, self.end_fraction, self.delta_t)
         self.final_counts = super().initial_counts()
+
+    def plan(self, total_steps: int) -> None:
+        super().plan(total_steps)
+        self.start, self.end = pruning_window(total_steps, self.start_fraction, self.end_fraction, self.delta_t)
+
+    def keeps_layer_densities(self) -> bool:
+        return False
 
     def initial_counts(self) -> list[int]:
         return [layer.size for layer in self.layers]

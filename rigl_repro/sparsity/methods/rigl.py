@@ -15,6 +15,7 @@ class RigL(DropAndGrow):
     """Gradient growth from the dense gradient of the update step's batch (report, "Growth Strategy")."""
 
     name = "rigl"
+    dense_gradients = "update_steps"
 
     def grow_scores(self, layer: SparseLayer) -> torch.Tensor:
         grad = layer.weight.grad

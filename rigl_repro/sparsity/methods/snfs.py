@@ -24,6 +24,7 @@ class SNFS(DropAndGrow):
     """Momentum growth with momentum-based redistribution across layers."""
 
     name = "snfs"
+    dense_gradients = "every_step"
     redistribution: str = "momentum"
     momentum_coefficient: float = 0.9
 

@@ -1,0 +1,68 @@
+"""Print the FLOP and density table of any configuration, without training; the same Hydra config as main.py.
+
+    python scripts/flops.py model=wrn22_2 dataset=cifar10 masking=rigl masking.density=0.1
+    python scripts/flops.py dataset=cifar100 masking=snfs masking.distribution=erk flops.format=json
+
+``flops.format=json`` prints one JSON object: ``layers`` (name, shape, size, density, dense_flops, flops)
+and ``totals`` (dense_inference_flops, dense_train_flops_per_step, inference_flops, inference_relative,
+train_flops, train_relative, pretraining_flops), plus ``steps``, ``update_steps`` and ``exact`` (false
+when the method's densities move during training, so the totals assume they stay at the distribution's).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+
+from rigl_repro.errors import ConfigError  # noqa: E402
+from rigl_repro.flops.planning import plan_flops  # noqa: E402
+
+
+def print_table(plan: dict) -> None:
+    print(f"{plan['model']} on {plan['dataset']}: {plan['method']}", end="")
+    if plan["distribution"]:
+        print(f", {plan['distribution']} at density {plan['density']:.4f}", end="")
+    print(f", {plan['steps']:,} steps ({plan['update_steps']:,} mask updates)")
+    print(f"\n{'layer':<34} {'shape':<18} {'density':>8} {'dense FLOPs':>13} {'FLOPs':>13}")
+    for layer in plan["layers"]:
+        shape = "x".join(map(str, layer["shape"]))
+        density, dense, sparse = layer["density"], layer["dense_flops"], layer["flops"]
+        print(f"{layer['name']:<34} {shape:<18} {density:8.4f} {dense:13.4g} {sparse:13.4g}")
+    totals = plan["totals"]
+    print(f"\ninference FLOPs per image: {totals['inference_flops']:.4g} "
+          f"({totals['inference_relative']:.3f}x dense {totals['dense_inference_flops']:.4g})")
+    dense_step = totals["dense_train_flops_per_step"]
+    print(f"training FLOPs per image, summed over the {plan['steps']:,} steps: {totals['train_flops']:.4g} "
+          f"({totals['train_relative']:.3f}x the dense 1x run; a dense step is {dense_step:.4g})")
+    if not plan["exact"]:
+        print("note: this method's layer densities move during training; these totals assume they stay at the "
+              "distribution's. A run's summary.json holds the integrated values.")
+
+
+def main(overrides: list[str]) -> None:
+    if {"-h", "--help"} & set(overrides):
+        print(__doc__)
+        return
+    config_dir = Path(__file__).resolve().parents[1] / "conf"
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)  # reads the config only: writes no run folder
+        plan = plan_flops(cfg)
+    except (ConfigError, HydraException) as error:
+        sys.exit(f"error: {error}")
+    if cfg.flops.format == "json":
+        print(json.dumps(plan, indent=2))
+    elif cfg.flops.format == "table":
+        print_table(plan)
+    else:
+        sys.exit(f"error: flops.format={cfg.flops.format!r} is not known; choose one of: table, json")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

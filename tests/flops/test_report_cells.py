@@ -64,3 +64,26 @@ def test_every_trajectory_dependent_cell_is_listed():
         "Lottery", "SNFS", "SNFS (ERK)", "SNFS 2x", "Pruning", "RigL-SG (Random)", "RigL-SM (Random)",
         "RigL-SG (ERK)", "RigL-SM (ERK)", "RigL re-init. (Random)", "RigL re-init. (ERK)",
     }  # fmt: skip
+
+
+HEADLINE = [  # the headline cells: (dataset, method, distribution, density, column, printed value)
+    ("cifar10", "static", "uniform", 0.1, "test", 0.10),
+    ("cifar10", "static", "uniform", 0.2, "test", 0.20),
+    ("cifar10", "static", "erk", 0.1, "test", 0.17),
+    ("cifar10", "static", "erk", 0.2, "test", 0.35),
+    ("cifar100", "rigl", "erk", 0.1, "train", 0.23),
+    ("cifar100", "rigl", "erk", 0.1, "test", 0.22),
+    ("cifar100", "rigl", "erk", 0.2, "train", 0.38),
+    ("cifar100", "rigl", "erk", 0.2, "test", 0.38),
+]
+
+
+@pytest.mark.parametrize("dataset, method, distribution, density, column, printed", HEADLINE)
+def test_headline_cells_to_the_two_decimals_printed(dataset, method, distribution, density, column, printed):
+    totals = plan_flops(
+        compose_config(f"dataset={dataset}", f"masking={method}", f"masking.distribution={distribution}",
+                       f"masking.density={density}")
+    )["totals"]  # fmt: skip
+    ours = totals["train_relative" if column == "train" else "inference_relative"]
+    # The report rounds some cells (0.2267 -> 0.23) and truncates others (0.3851 -> 0.38).
+    assert printed in (round(ours, 2), int(ours * 100) / 100)

@@ -1,17 +1,20 @@
 """Train one configured run (or a sweep with -m): ``python main.py dataset=cifar10 masking=rigl masking.density=0.1``.
 
-Returns the validation accuracy, so Hydra's Optuna sweeper can maximise it.
+Returns the validation accuracy, so Hydra's Optuna sweeper can maximise it; with ``trial_seeds`` it trains
+every listed seed (in ``seed=N`` subfolders) and returns their mean.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.training import TrainingDiverged, run
@@ -19,22 +22,33 @@ from rigl_repro.training import TrainingDiverged, run
 log = logging.getLogger("main")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        summary = run(cfg, output_dir)
-    except ConfigError as error:
-        log.error("error: %s", error)
-        sys.exit(2)
-    except TrainingDiverged as error:
-        log.error("error: %s", error)
-        sys.exit(3)
+def train_one(cfg: DictConfig, output_dir: Path) -> float | None:
+    summary = run(cfg, output_dir)
     log.info(
         "done: test accuracy %.2f%%, density %.4f, summary in %s",
         100 * summary["test_acc"], summary["density"], output_dir / "summary.json",
     )  # fmt: skip
     return summary["val_acc"]
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        if not cfg.trial_seeds:
+            return train_one(cfg, output_dir)
+        accuracies = [
+            train_one(OmegaConf.merge(cfg, {"seed": int(seed)}), output_dir / f"seed={seed}")
+            for seed in cfg.trial_seeds
+        ]
+        if any(accuracy is None for accuracy in accuracies):
+            raise ConfigError("trial_seeds needs a validation set to average (dataset.val_size > 0)")
+        return sum(accuracies) / len(accuracies)
+    except (ConfigError, TrainingDiverged) as error:
+        log.error("error: %s", error)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return math.nan  # the sweep goes on: Optuna records a failed trial, tables show a missing cell
+        sys.exit(3 if isinstance(error, TrainingDiverged) else 2)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from rigl_repro.training.tracking import Tracker
 
 log = logging.getLogger(__name__)
 FINGERPRINT_KEYS = ("dataset", "model", "masking", "train", "seed")
+INITIAL_WEIGHTS_FILE = "initial.pt"
 
 
 class TrainingDiverged(RuntimeError):
@@ -156,6 +157,8 @@ class Trainer:
         if checkpoint.exists() and self.cfg.checkpoint.resume:
             self.load_state_dict(load_checkpoint(checkpoint, self.fingerprint()))
             log.info("resumed from %s at epoch %d/%d", checkpoint, self.epoch, self.epochs)
+        else:  # the starting weights, for lottery tickets that rewind to them
+            save_checkpoint(self.output_dir / INITIAL_WEIGHTS_FILE, self.model.state_dict())
         tracker = Tracker(
             self.cfg.logger.mode,
             self.cfg.logger.project,

@@ -13,9 +13,11 @@ mask bookkeeping, so a method only answers questions:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -48,7 +50,7 @@ class SparseMethod:
     density: float = 0.1
     distribution: str = "uniform"
     erk_power_scale: float = 1.0
-    custom_densities: dict[str, float] | None = None
+    custom_densities: dict[str, float] | str | None = None  # a map, or a finished run's summary.json
     alpha: float = 0.3
     delta_t: int = 100
     t_end_fraction: float = 0.75
@@ -98,8 +100,21 @@ class SparseMethod:
             shapes,
             self.density,
             erk_power_scale=self.erk_power_scale,
-            custom_densities=self.custom_densities,
+            custom_densities=self.custom_density_map(),
         )
+
+    def custom_density_map(self) -> Mapping[str, float] | None:
+        """``custom_densities`` as a map; a path names a finished run's ``summary.json``, whose final
+        per-layer densities are used (the report's re-initialisation and lottery rows)."""
+        if not isinstance(self.custom_densities, str):
+            return self.custom_densities
+        path = Path(self.custom_densities)
+        if not path.is_file():
+            raise ConfigError(
+                f"masking.custom_densities={self.custom_densities!r}: no such file (the run it names must "
+                "finish first)"
+            )
+        return json.loads(path.read_text())["layer_densities"]
 
     def initial_counts(self) -> list[int]:
         """Active weights per layer at step 0."""

@@ -2,7 +2,8 @@
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test test-slow bench-topology
+.PHONY: install demo test test-slow bench-topology test-slurm \
+	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr
 
 ## Install: keep an installed torch (a CUDA build on a GPU machine); otherwise the CPU wheel of $(TORCH_VERSION).
 install:
@@ -26,6 +27,86 @@ test:
 test-slow:
 	$(PYTHON) -m pytest -m slow
 
+## A smoke sweep through the SLURM launcher on a single-node cluster the test starts (installs SLURM: needs root).
+test-slurm:
+	$(PYTHON) -m pytest -m slurm
+
 ## RigL topology update vs one training step of CIFAR ResNet-50 at batch 128.
 bench-topology:
 	$(PYTHON) scripts/bench_topology.py
+
+# ---------------------------------------------------------------------------------------------------------------
+# The report's tables and figures. SCALE=paper (the report's settings) | smoke (embedded dataset, minutes on a
+# CPU); LAUNCHER=local (one run after another) | submitit_local | slurm (conf/hydra/launcher/slurm.yaml; set
+# SLURM_PARTITION etc. there or on the command line as hydra.launcher.partition=...). Runs that already exist are
+# reused, so a target whose runs are done only rebuilds its output (in outputs/report/$(SCALE)).
+SCALE ?= paper
+LAUNCHER ?= local
+LAUNCH_local :=
+LAUNCH_submitit_local := hydra/launcher=submitit_local
+LAUNCH_slurm := hydra/launcher=slurm
+RUN = $(PYTHON) main.py -m scale=$(SCALE) $(LAUNCH_$(LAUNCHER)) $(RUN_ARGS)
+REPORT = $(PYTHON) scripts/report.py --scale $(SCALE)
+ifeq ($(filter $(SCALE),paper smoke),)
+$(error SCALE=$(SCALE) is not known; use SCALE=paper or SCALE=smoke)
+endif
+ifeq ($(filter $(LAUNCHER),local submitit_local slurm),)
+$(error LAUNCHER=$(LAUNCHER) is not known; use LAUNCHER=local, submitit_local or slurm)
+endif
+
+tables: table1 table2 table3 table4 table5
+figures: fig1 fig2 fig3 fig4
+
+table1:
+	$(RUN) experiment=table1_dense
+	$(RUN) experiment=table1
+	$(REPORT) table1
+
+table2:
+	$(RUN) experiment=table2_dense
+	$(RUN) experiment=table2
+	$(RUN) experiment=table2_lottery
+	$(REPORT) table2
+
+table3:
+	$(RUN) experiment=table3_dense
+	$(RUN) experiment=table3
+	$(RUN) experiment=table3_lottery
+	$(REPORT) table3
+
+table4: sweep-alpha-dt
+	$(RUN) experiment=table4_reference
+	$(REPORT) table4 contours
+
+table5:
+	$(RUN) experiment=table5_cifar10
+	$(RUN) experiment=table5_cifar100
+	$(RUN) experiment=table5_reinit_cifar10
+	$(RUN) experiment=table5_reinit_cifar100
+	$(REPORT) table5
+
+## Optuna TPE over (alpha, delta_t) for Random and ERK at densities 0.1, 0.2, 0.5 (studies in outputs/$(SCALE)/optuna.db).
+sweep-alpha-dt:
+	for variant in rigl rigl_erk; do for density in 0.1 0.2 0.5; do \
+		$(RUN) experiment=sweep_alpha_dt variant=$$variant masking.density=$$density || exit 1; done; done
+
+## Figure 2's learning-rate x (alpha, delta_t) grid.
+sweep-lr:
+	$(RUN) experiment=sweep_lr
+
+fig1:
+	$(RUN) experiment=table2_dense
+	$(RUN) experiment=fig1
+	$(REPORT) fig1
+
+fig2: sweep-lr
+	$(REPORT) fig2
+
+fig3:
+	$(RUN) experiment=table2
+	$(RUN) experiment=table3
+	$(REPORT) fig3
+
+fig4:
+	$(RUN) experiment=table5_cifar10
+	$(REPORT) fig4

@@ -17,11 +17,13 @@ def allocate_proportionally(total: int, weights: Sequence[float], capacities: Se
     Layers whose proportional share reaches their capacity are filled and removed, and the rest is split
     again (water-filling). Fractional shares are floored and the remaining units go to the largest
     remainders, ties to the lower index, so the result is deterministic and sums exactly to ``total``.
-    Non-positive or non-finite weights count as zero; if every open layer has weight zero, the remainder is
-    split in proportion to the free capacity instead.
+    Non-positive or NaN weights count as zero, and infinite ones share the units among themselves; if every
+    open layer has weight zero, the remainder is split in proportion to the free capacity instead.
     """
     if total < 0 or total > sum(capacities):
         raise ValueError(f"cannot place {total} units in a total capacity of {sum(capacities)}")
+    if any(w == math.inf for w in weights):  # an overflowed statistic outranks every finite one
+        weights = [1.0 if w == math.inf else 0.0 for w in weights]
     weights = [w if math.isfinite(w) and w > 0 else 0.0 for w in weights]
     allocation = [0] * len(capacities)
     open_layers = [i for i, cap in enumerate(capacities) if cap > 0]

@@ -42,6 +42,11 @@ class Tracker:
         if self.run is not None:
             self.run.log(dict(metrics), step=step)
 
+    def summarize(self, summary: Mapping[str, Any]) -> None:
+        """Store a run's final numbers in the W&B run summary (what ``reporting.wandb_summaries`` reads)."""
+        if self.run is not None:
+            self.run.summary.update(dict(summary))
+
     def finish(self) -> None:
         if self.run is not None:
             self.run.finish()

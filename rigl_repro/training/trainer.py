@@ -120,6 +120,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "fingerprint": json.dumps(self.fingerprint(), sort_keys=True),
+            "device_type": self.device.type,
             "epoch": self.epoch,
             "history": self.history,
             "wall_time": self.wall_time,
@@ -136,6 +137,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("device_type", self.device.type) != self.device.type:
+            raise CheckpointError(
+                f"the checkpoint was written on {state['device_type']} (its random-number states are that "
+                f"device's); resume it with device={state['device_type']}"
+            )
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as error:
@@ -183,6 +189,8 @@ class Trainer:
                     save_checkpoint(checkpoint, self.state_dict())
             summary = self.summary(test_acc=self.evaluate(self.data.test))
             tracker.log({"test_acc": summary["test_acc"]}, step=self.total_steps)
+            keys = ("test_acc", "val_acc", "density", "flops", "epochs", "wall_time_s", "layer_densities")
+            tracker.summarize({key: summary[key] for key in keys})
         finally:
             tracker.finish()
         atomic_write_json(self.output_dir / SUMMARY_FILE, summary)

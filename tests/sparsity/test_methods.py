@@ -177,3 +177,20 @@ def test_small_dense_width_matches_the_parameter_budget():
     assert width_for_density(lambda w: round(1000 * w * w), 0.25) == pytest.approx(0.5, abs=1e-3)
     model, opt, engine = make_run({"name": "small_dense", "density": 0.1}, total_steps=5, model=small_cnn(width=width))
     assert engine.layers == []
+
+
+def test_global_pruning_never_empties_a_layer():
+    model = nn.Sequential(nn.Linear(30, 30, bias=False), nn.Linear(30, 30, bias=False), nn.Linear(30, 10, bias=False))
+    with torch.no_grad():
+        model[1].weight.mul_(1e-3)  # every weight of the middle layer is smaller than all others
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    engine = SparseEngine(
+        model, opt, build_method({"name": "pruning", "density": 0.1, "distribution": "erk", "delta_t": 1}), 100
+    )
+    engine.update_topology(engine.method.end)
+    assert [layer.n_active for layer in engine.layers][1] == 1
+
+
+def test_a_pruning_window_shorter_than_delta_t_is_refused():
+    with pytest.raises(ConfigError, match=r"masking.delta_t=100 is longer than the pruning window"):
+        make_run({"name": "pruning", "delta_t": 100}, total_steps=100)

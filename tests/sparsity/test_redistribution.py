@@ -31,3 +31,7 @@ def test_allocation_is_proportional_and_overflow_goes_to_the_others():
 def test_allocation_rejects_more_than_fits():
     with pytest.raises(ValueError):
         allocate_proportionally(5, [1.0], [4])
+
+
+def test_an_infinite_statistic_takes_what_it_can_hold():
+    assert allocate_proportionally(10, [float("inf"), 1.0], [6, 100]) == [6, 4]

@@ -9,7 +9,8 @@ sparsity follows ``s(t) = s_f * (1 - (1 - (t - t0) / (t1 - t0)) ** 3)`` and prun
 - ``scope: layerwise``: each layer follows the schedule towards its own final density under the layer-wise
   distribution, ``s_l(t) = (1 - d_l) * s(t) / s_f``.
 
-The report's code prunes from step 700 to step 65,918 (75%) of 87,891, every 100 steps: the defaults.
+The report's code prunes from step 700 to step 65,918 (75%) of 87,891, every 100 steps. The defaults are
+fractions of that: 0.008 (step 703 of 87,891) to 0.75, the end moved back onto the delta_t grid.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rigl_repro.errors import ConfigError, require_choice, require_in_range
 from rigl_repro.sparsity.distributions import budgeted_layers
 from rigl_repro.sparsity.masks import restricted_to
 from rigl_repro.sparsity.methods.base import SparseMethod
-from rigl_repro.sparsity.schedules import cubic_sparsity, is_pruning_step, pruning_window
+from rigl_repro.sparsity.schedules import cubic_sparsity, end_step, is_pruning_step, pruning_window
 
 
 @dataclass(kw_only=True, eq=False)
@@ -54,6 +55,12 @@ class GradualPruning(SparseMethod):
     def plan(self, total_steps: int) -> None:
         super().plan(total_steps)
         self.start, self.end = pruning_window(total_steps, self.start_fraction, self.end_fraction, self.delta_t)
+        if self.end <= self.start:
+            raise ConfigError(
+                f"masking.delta_t={self.delta_t} is longer than the pruning window (steps "
+                f"{end_step(total_steps, self.start_fraction)} to {end_step(total_steps, self.end_fraction)} of "
+                f"{total_steps}): no pruning step would happen; lower masking.delta_t or train longer"
+            )
 
     def keeps_layer_densities(self) -> bool:
         return False
@@ -62,7 +69,7 @@ class GradualPruning(SparseMethod):
         return [layer.size for layer in self.layers]
 
     def is_update_step(self, step: int) -> bool:
-        return self.end > self.start and is_pruning_step(step, self.start, self.end, self.delta_t)
+        return is_pruning_step(step, self.start, self.end, self.delta_t)
 
     def target_counts(self, step: int) -> list[int]:
         """Active weights per layer that the cubic schedule asks for at ``step``."""
@@ -77,7 +84,8 @@ class GradualPruning(SparseMethod):
         return targets
 
     def global_targets(self, step: int) -> list[int]:
-        """Per-layer counts of the globally largest magnitudes among the budgeted layers.
+        """Per-layer counts of the globally largest magnitudes among the budgeted layers, at least one
+        weight per layer (a layer pruned to nothing would cut the network).
 
         One stable sort over all budgeted weights (ties to the earlier layer and lower index, the same
         order the per-layer selection uses), one host read per pruning step.
@@ -92,7 +100,7 @@ class GradualPruning(SparseMethod):
         owner = torch.cat([torch.full((layer.size,), i, device=scores.device) for i, layer in enumerate(pruned)])
         chosen = torch.sort(scores, descending=True, stable=True).indices[:keep]
         kept = torch.bincount(owner[chosen], minlength=len(pruned)).tolist()
-        per_layer = dict(zip((layer.name for layer in pruned), kept))
+        per_layer = {layer.name: max(1, count) for layer, count in zip(pruned, kept)}
         return [per_layer.get(layer.name, layer.n_active) for layer in self.layers]
 
     def drop_counts(self, step: int) -> list[int]:

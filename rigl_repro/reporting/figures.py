@@ -1,0 +1,185 @@
+"""The report's Figures 1-4 and the (alpha, delta_t) trial-space plots, rebuilt from runs (PNG and PDF)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works without a display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from rigl_repro.reporting.runs import RunIndex  # noqa: E402
+from rigl_repro.sparsity.distributions import layer_densities  # noqa: E402
+
+LABELS = {
+    "static": "Static", "set": "SET", "snfs": "SNFS", "rigl": "RigL", "pruning": "Pruning",
+    "small_dense": "Small Dense",
+    "static_erk": "Static", "set_erk": "SET", "snfs_erk": "SNFS", "rigl_erk": "RigL",
+    "static_2x": "Static 2x", "set_2x": "SET 2x", "rigl_2x": "RigL 2x", "rigl_erk_2x": "RigL 2x (ERK)",
+    "rigl_sg": "RigL-SG", "rigl_sm": "RigL-SM",
+}  # fmt: skip
+FIG1_DENSITIES = (0.05, 0.1, 0.2, 0.5)
+FIG1_PANELS = (
+    ("Random", ("static", "set", "snfs", "rigl", "pruning")),
+    ("ERK", ("static_erk", "set_erk", "snfs_erk", "rigl_erk", "pruning")),
+    ("2x longer", ("static_2x", "set_2x", "rigl_2x", "rigl_erk_2x", "pruning")),
+)
+LR_VALUES = (0.1, 0.05, 0.01, 0.005)
+HPARAM_PAIRS = ("a0.3_dt100", "a0.4_dt200", "a0.4_dt500", "a0.5_dt750")
+
+
+def save(figure: Figure, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for path in paths:
+        figure.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(figure)
+    return paths
+
+
+def errorbar_line(axis, xs: Sequence[float], cells, label: str, **style) -> None:
+    """Mean +/- std over seeds against ``xs``; points with no finished run are left out of the line."""
+    points = [(x, c.mean("test_acc"), c.std("test_acc")) for x, c in zip(xs, cells) if c.seeds]
+    if points:
+        x, y, err = zip(*points)
+        axis.errorbar(x, y, yerr=[0 if math.isnan(e) else e for e in err], label=label, capsize=3, marker="o", **style)
+
+
+def figure1(index: RunIndex, out_dir: Path) -> list[Path]:
+    """Test accuracy against density on CIFAR-10: Random (left), ERK (centre), 2x longer (right)."""
+    dense = index.cell("table2", ["variant=dense", "masking.density=1.0"])
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for axis, (title, variants) in zip(axes, FIG1_PANELS):
+        for variant in variants:
+            cells = [index.cell("fig1", [f"variant={variant}", f"masking.density={d}"]) for d in FIG1_DENSITIES]
+            style = "--" if variant == "pruning" else "-"
+            errorbar_line(axis, FIG1_DENSITIES, cells, LABELS[variant], linestyle=style)
+        if dense.seeds:
+            axis.axhline(dense.mean("test_acc"), color="black", linestyle=":", label="Dense")
+        axis.set(xscale="log", xlabel="density (1 - sparsity)", title=title)
+        axis.set_xticks(FIG1_DENSITIES, [str(d) for d in FIG1_DENSITIES])
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel("test accuracy (%)")
+    figure.suptitle(f"Figure 1: test accuracy vs density ({dense.config['dataset']['name']})")
+    return save(figure, out_dir, "fig1")
+
+
+def figure2(index: RunIndex, out_dir: Path) -> list[Path]:
+    """Best accuracy over the (alpha, delta_t) grid for each learning rate, against density."""
+    densities = (0.1, 0.2, 0.5)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axis, (variant, title) in zip(axes, (("rigl", "Random"), ("rigl_erk", "ERK"))):
+        for lr in LR_VALUES:
+            best = []
+            for density in densities:
+                cells = [
+                    index.cell("sweep_lr", [f"variant={variant}", f"rigl_hparams={pair}", f"train.lr={lr}",
+                                            f"masking.density={density}"])  # fmt: skip
+                    for pair in HPARAM_PAIRS
+                ]
+                finished = [cell for cell in cells if cell.seeds]
+                best.append(max(finished, key=lambda c: c.mean("test_acc")) if finished else cells[0])
+            errorbar_line(axis, densities, best, f"lr {lr}")
+        axis.set(xscale="log", xlabel="density (1 - sparsity)", title=f"RigL ({title})")
+        axis.set_xticks(densities, [str(d) for d in densities])
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel("test accuracy (%), best (alpha, delta_t)")
+    figure.suptitle("Figure 2: learning rate vs density")
+    return save(figure, out_dir, "fig2")
+
+
+def figure3(index: RunIndex, out_dir: Path) -> list[Path]:
+    """Test accuracy against training FLOPs, Random vs ERK, for both datasets."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for axis, experiment in zip(axes, ("table2", "table3")):
+        for distribution, marker, suffix in (("Random", "o", ""), ("ERK", "s", "_erk")):
+            for method in ("static", "set", "snfs", "rigl"):
+                variant = f"variant={method}{suffix}"
+                cells = [index.cell(experiment, [variant, f"masking.density={d}"]) for d in (0.1, 0.2)]
+                points = [(c.mean("train_relative"), c.mean("test_acc")) for c in cells if c.seeds]
+                if points:
+                    x, y = zip(*points)
+                    axis.plot(x, y, marker=marker, label=f"{LABELS[method]} ({distribution})")
+        dataset = index.compose(experiment).dataset.name
+        axis.set(xlabel="training FLOPs (relative to dense)", ylabel="test accuracy (%)", title=dataset)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle("Figure 3: accuracy vs training FLOPs, Random vs ERK")
+    return save(figure, out_dir, "fig3")
+
+
+def figure4(index: RunIndex, out_dir: Path) -> list[Path]:
+    """Redistribution at density 0.2 on CIFAR-10: inference FLOPs over training (left), and the final
+    per-layer density of RigL-SG/SM against Random and ERK (right); seed 0 of each run."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.6]})
+    final = {}
+    for variant in ("rigl", "rigl_sg", "rigl_sm"):
+        cell = index.cell("table5_cifar10", [f"variant={variant}", "masking.density=0.2"])
+        if cell.seeds:
+            trajectory = cell.summaries[0]["flops"]["trajectory"]
+            left.step([p[0] for p in trajectory], [p[1] for p in trajectory], where="post", label=LABELS[variant])
+            final[variant] = cell.summaries[0]["layer_densities"]
+    left.set(xlabel="training step", ylabel="inference FLOPs (relative to dense)", title="FLOPs during training")
+    left.grid(alpha=0.3)
+    left.legend()
+    if final:
+        names = list(next(iter(final.values())))
+        shapes = {name: tuple(shape) for name, shape in shapes_of(index).items() if name in names}
+        series = {"Random": layer_densities("uniform", shapes, 0.2), "ERK": layer_densities("erk", shapes, 0.2)}
+        series.update({LABELS[v]: densities for v, densities in final.items() if v != "rigl"})
+        width = 0.8 / len(series)
+        for offset, (label, densities) in enumerate(series.items()):
+            right.bar([i + offset * width for i in range(len(names))], [densities[n] for n in names], width, label=label)
+        right.set_xticks(range(len(names)), [n.removesuffix(".weight") for n in names], rotation=90, fontsize=6)
+        right.set(ylabel="density", title="final per-layer density")
+        right.legend(fontsize=8)
+    figure.suptitle("Figure 4: effect of redistribution (density 0.2)")
+    return save(figure, out_dir, "fig4")
+
+
+def shapes_of(index: RunIndex) -> dict[str, tuple[int, ...]]:
+    """Weight shapes of the Figure 4 model, built on the meta device."""
+    import torch
+
+    from rigl_repro.models import build_model
+    from rigl_repro.sparsity.masks import weight_shapes
+
+    config = index.compose("table5_cifar10")
+    with torch.device("meta"):
+        return weight_shapes(build_model(config.model, int(config.dataset.num_classes)))
+
+
+def contours(index: RunIndex, out_dir: Path) -> list[Path]:
+    """The (alpha, delta_t) trial space of every Optuna study: mean validation accuracy per trial."""
+    figure, axes = plt.subplots(2, 3, figsize=(14, 8), sharex=True, sharey=True)
+    dataset = index.compose("sweep_alpha_dt").dataset.name
+    for row, (variant, init) in enumerate((("rigl", "Random"), ("rigl_erk", "ERK"))):
+        for col, density in enumerate((0.1, 0.2, 0.5)):
+            axis = axes[row][col]
+            trials = index.sweep_trials(dataset, variant, density)
+            if len(trials) >= 3 and trials["alpha"].nunique() > 1 and trials["delta_t"].nunique() > 1:
+                alpha, delta_t, accuracy = trials["alpha"], trials["delta_t"], trials["val_acc"]
+                filled = axis.tricontourf(alpha, delta_t, accuracy, levels=12, cmap="viridis")
+                figure.colorbar(filled, ax=axis, label="val accuracy (%)")
+            if len(trials):
+                axis.scatter(trials["alpha"], trials["delta_t"], c="white", edgecolors="black", s=25)
+                best = trials.loc[trials["val_acc"].idxmax()]
+                axis.scatter([best["alpha"]], [best["delta_t"]], marker="*", s=200, c="red", label="best")
+            axis.scatter([0.3], [100], marker="x", s=80, c="black", label="reference")
+            axis.set(title=f"{init}, density {density} ({len(trials)} trials)", xlim=(0.1, 0.6), ylim=(0, 1050))
+            axis.legend(fontsize=7)
+    for axis in axes[1]:
+        axis.set_xlabel("alpha")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("delta_t")
+    figure.suptitle("(alpha, delta_t) trial space of the Optuna studies")
+    return save(figure, out_dir, "contours")
+
+
+FIGURES = {"fig1": figure1, "fig2": figure2, "fig3": figure3, "fig4": figure4, "contours": contours}

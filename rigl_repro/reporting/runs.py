@@ -1,0 +1,180 @@
+"""The runs behind a table cell or a figure point.
+
+Every finished run's ``summary.json`` under a root is indexed by the configuration that determines its
+results (dataset, model, masking, train, seed). A cell is found by composing the exact configuration its
+experiment runs (``experiment=..., scale=..., variant=..., masking.density=...`` and each seed) and looking
+that configuration up, so a run is never attributed to the wrong cell, and a missing run is reported as
+missing instead of being replaced by a look-alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from rigl_repro.results import collect_summaries
+from rigl_repro.training.trainer import FINGERPRINT_KEYS
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    """The identity of a run: its result-determining configuration as canonical JSON."""
+    return json.dumps({key: config.get(key) for key in FINGERPRINT_KEYS}, sort_keys=True)
+
+
+@dataclass
+class Cell:
+    """The runs of one configuration over the experiment's seeds."""
+
+    summaries: list[dict[str, Any]]
+    expected: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> int:
+        return len(self.summaries)
+
+    def values(self, key: str) -> list[float]:
+        """A number from every run: ``test_acc``/``val_acc`` in percent, or a ``flops`` entry."""
+        if key in ("test_acc", "val_acc"):
+            return [100 * s[key] for s in self.summaries if s[key] is not None]
+        return [s["flops"][key] for s in self.summaries]
+
+    def mean(self, key: str) -> float:
+        values = self.values(key)
+        return statistics.fmean(values) if values else math.nan
+
+    def std(self, key: str) -> float:
+        """Sample standard deviation over seeds (nan with fewer than two)."""
+        values = self.values(key)
+        return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+class RunIndex:
+    """Every finished run under ``root``, and the composition of the configurations experiments run."""
+
+    def __init__(self, root: Path, scale: str, output_root: str | None = None) -> None:
+        """``output_root`` is the value the runs were launched with (default: the scale's own), which paths
+        in their configuration (lottery tickets, re-initialisations) contain."""
+        self.root, self.scale, self.output_root = Path(root), scale, output_root
+        self.summaries = collect_summaries(self.root)
+        self.by_fingerprint = {fingerprint(summary["config"]): summary for summary in self.summaries}
+
+    def compose(self, experiment: str, overrides: Sequence[str] = ()) -> DictConfig:
+        """The job configuration ``main.py -m experiment=...`` runs for one grid point."""
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            root = [f"output_root={self.output_root}"] if self.output_root else []
+            return compose("config", overrides=[f"experiment={experiment}", f"scale={self.scale}", *root, *overrides])
+
+    def cell(self, experiment: str, overrides: Sequence[str] = ()) -> Cell:
+        """The finished runs of a grid point, over every seed of the experiment's ``grid_seeds``."""
+        config = self.compose(experiment, overrides)
+        seeds = [int(seed) for seed in str(config.grid_seeds).split(",")]
+        found = []
+        for seed in seeds:
+            resolved = OmegaConf.to_container(OmegaConf.merge(config, {"seed": seed}), resolve=True)
+            summary = self.by_fingerprint.get(fingerprint(resolved))
+            if summary is not None:
+                found.append(summary)
+        return Cell(found, len(seeds), OmegaConf.to_container(config, resolve=True))
+
+    def sweep_trials(self, dataset: str, variant: str, density: float) -> pd.DataFrame:
+        """The Optuna trials of one (alpha, delta_t) study: one row per trial, with its mean validation
+        accuracy and the test accuracies of its seeds."""
+        rows = []
+        for summary in self.summaries:
+            config = summary["config"]
+            if not config.get("trial_seeds") or config.get("variant") != variant:
+                continue
+            if config["dataset"]["name"] != dataset or not math.isclose(config["masking"]["density"], density):
+                continue
+            rows.append(
+                {
+                    "alpha": config["masking"]["alpha"],
+                    "delta_t": config["masking"]["delta_t"],
+                    "seed": config["seed"],
+                    "val_acc": 100 * summary["val_acc"],
+                    "test_acc": 100 * summary["test_acc"],
+                }
+            )
+        frame = pd.DataFrame(rows, columns=["alpha", "delta_t", "seed", "val_acc", "test_acc"])
+        return frame.groupby(["alpha", "delta_t"], as_index=False).agg(
+            val_acc=("val_acc", "mean"), test_acc=("test_acc", "mean"), test_std=("test_acc", "std"),
+            seeds=("seed", "count"),
+        )  # fmt: skip
+
+
+def runs_frame(summaries: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run: its configuration's main axes, accuracies (%), densities and FLOPs."""
+    rows = []
+    for summary in summaries:
+        config = summary["config"]
+        rows.append(
+            {
+                "run_dir": summary.get("run_dir"),
+                "dataset": config["dataset"]["name"],
+                "model": config["model"]["name"],
+                "variant": config.get("variant"),
+                "method": summary["method"],
+                "distribution": config["masking"]["distribution"],
+                "redistribution": config["masking"]["redistribution"],
+                "density": config["masking"]["density"],
+                "realised_density": summary["density"],
+                "alpha": config["masking"]["alpha"],
+                "delta_t": config["masking"]["delta_t"],
+                "lr": config["train"]["lr"],
+                "length_multiplier": config["train"]["length_multiplier"],
+                "seed": config["seed"],
+                "sweep_trial": bool(config.get("trial_seeds")),
+                "val_acc": math.nan if summary["val_acc"] is None else 100 * summary["val_acc"],
+                "test_acc": 100 * summary["test_acc"],
+                "train_flops": summary["flops"]["train_relative"],
+                "test_flops": summary["flops"]["inference_relative"],
+                "epochs": summary["epochs"],
+                "wall_time_s": summary["wall_time_s"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def wandb_summaries(project: str, entity: str | None = None, api: Any = None) -> list[dict[str, Any]]:
+    """Summaries of the finished runs of a W&B project, in the shape of ``summary.json``.
+
+    Each run's config is the run's resolved configuration and its W&B summary holds the ``summary.json``
+    numbers (the trainer logs them there at the end); runs without them (unfinished) are skipped.
+    """
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    path = f"{entity}/{project}" if entity else project
+    summaries = []
+    for run in api.runs(path):
+        final = dict(run.summary)
+        if "test_acc" not in final or "flops" not in final:
+            continue
+        summaries.append(
+            {
+                "config": dict(run.config),
+                "method": run.config["masking"]["name"],
+                "test_acc": final["test_acc"],
+                "val_acc": final.get("val_acc"),
+                "density": final["density"],
+                "flops": final["flops"],
+                "epochs": final["epochs"],
+                "wall_time_s": final["wall_time_s"],
+                "layer_densities": final.get("layer_densities", {}),
+                "run_dir": f"wandb:{path}/{run.id}",
+            }
+        )
+    return summaries

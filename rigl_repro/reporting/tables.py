@@ -1,0 +1,269 @@
+"""The report's Tables 1-5 rebuilt from runs: mean +/- std over seeds, FLOP columns, the best accuracy of
+each group in bold, the report's value and our difference side by side, and missing runs shown as missing
+cells with their seed count, never dropped or invented. Written as Markdown, LaTeX and CSV."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from rigl_repro.reporting import published
+from rigl_repro.reporting.runs import Cell, RunIndex
+
+
+@dataclass(frozen=True)
+class Column:
+    """One dataset's column block: the experiment that runs it and the dataset name the report uses."""
+
+    label: str
+    experiment: str
+    dataset: str  # as in published.csv
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    number: str
+    title: str
+    columns: tuple[Column, ...]
+    groups: tuple[tuple[str, ...], ...]  # variants, grouped as the report groups them (best is bold per group)
+    densities: tuple[float, ...]
+    flops: bool = True
+    dense_row: bool = True
+
+
+TABLES = {
+    "table1": TableSpec(
+        "1", "Test accuracy on CIFAR-10 with all 50k training images (no validation set)",
+        (Column("CIFAR-10", "table1", "cifar10"),),
+        (("static_erk", "pruning", "rigl_erk"),), (0.1, 0.2, 0.5), flops=False,
+    ),
+    "table2": TableSpec(
+        "2", "WRN-22-2 on CIFAR-10", (Column("CIFAR-10", "table2", "cifar10"),),
+        (("small_dense", "static", "set", "rigl"), ("set_erk", "rigl_erk"),
+         ("static_2x", "lottery", "set_2x", "snfs", "snfs_erk", "snfs_2x", "rigl_2x", "pruning", "rigl_erk_2x")),
+        (0.1, 0.2),
+    ),
+    "table3": TableSpec(
+        "3", "ResNet-50 on CIFAR-100", (Column("CIFAR-100", "table3", "cifar100"),),
+        (("static", "small_dense", "set", "rigl"), ("static_erk", "set_erk", "rigl_erk"),
+         ("snfs", "snfs_erk", "pruning", "rigl_2x", "lottery", "rigl_3x", "rigl_erk_2x")),
+        (0.1, 0.2),
+    ),
+    "table5": TableSpec(
+        "5", "Effect of redistribution during RigL updates",
+        (Column("CIFAR-10", "table5_cifar10", "cifar10"), Column("CIFAR-100", "table5_cifar100", "cifar100")),
+        (("rigl", "rigl_sg", "rigl_sm"), ("rigl_erk", "rigl_sg_erk", "rigl_sm_erk"), ("rigl_reinit", "rigl_reinit_erk")),
+        (0.1, 0.2), dense_row=False,
+    ),
+}  # fmt: skip
+
+
+def report_rows(table: str) -> dict[tuple[str, str, float], dict[str, str]]:
+    """The report's rows of a table by (dataset, variant, density)."""
+    return {
+        (row["dataset"], row["variant"], float(row["density"])): row for row in published() if row["table"] == table
+    }
+
+
+def fmt(mean: float, std: float, digits: int = 1) -> str:
+    if math.isnan(mean):
+        return ""
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def build_table(index: RunIndex, spec: TableSpec) -> pd.DataFrame:
+    """One row per (group, variant, column, density) with our statistics and the report's values."""
+    published_rows = report_rows(spec.number)
+    rows = []
+    groups = list(spec.groups) + ([("dense",)] if spec.dense_row else [])
+    for group_index, group in enumerate(groups):
+        for variant in group:
+            for column in spec.columns:
+                densities = (1.0,) if variant == "dense" else spec.densities
+                for density in densities:
+                    cell = index.cell(column.experiment, [f"variant={variant}", f"masking.density={density}"])
+                    report = published_rows.get((column.dataset, variant, density), {})
+                    rows.append(row_of(spec, group_index, variant, column, density, cell, report))
+    return pd.DataFrame(rows)
+
+
+def row_of(
+    spec: TableSpec, group: int, variant: str, column: Column, density: float, cell: Cell, report: dict
+) -> dict:
+    acc, std = cell.mean("test_acc"), cell.std("test_acc")
+    report_acc = float(report["accuracy"]) if report.get("accuracy") else math.nan
+    return {
+        "table": spec.number,
+        "group": group,
+        "row": report.get("row") or variant,
+        "variant": variant,
+        "dataset": column.label,
+        "density": density,
+        "seeds": cell.seeds,
+        "expected_seeds": cell.expected,
+        "acc_mean": acc,
+        "acc_std": std,
+        "train_flops": cell.mean("train_relative") if cell.seeds else math.nan,
+        "test_flops": cell.mean("inference_relative") if cell.seeds else math.nan,
+        "report_acc": report_acc,
+        "report_std": float(report["std"]) if report.get("std") else math.nan,
+        "report_train_flops": report.get("train_flops", ""),
+        "report_test_flops": report.get("test_flops", ""),
+        "report_reference_acc": float(report["reference_accuracy"]) if report.get("reference_accuracy") else math.nan,
+        "acc_diff": acc - report_acc,
+    }
+
+
+def best_in_group(frame: pd.DataFrame) -> pd.Series:
+    """True where a row has the highest mean accuracy of its group, column and density."""
+    keys = ["group", "dataset", "density"]
+    best = frame.groupby(keys)["acc_mean"].transform("max")
+    return frame["acc_mean"].notna() & (frame["acc_mean"] == best) & (frame["variant"] != "dense")
+
+
+def cell_text(row: pd.Series, bold: bool, latex: bool) -> tuple[str, str, str]:
+    """Our accuracy, our FLOPs and the report's accuracy (with the difference) as display strings."""
+    seeds = f" ({row.seeds}/{row.expected_seeds} seeds)" if row.seeds < row.expected_seeds else ""
+    ours = fmt(row.acc_mean, row.acc_std)
+    if latex:
+        ours = ours.replace("±", r"$\pm$")
+    if ours and bold:
+        ours = rf"\textbf{{{ours}}}" if latex else f"**{ours}**"
+    ours = (ours or "–") + seeds
+    flops = "" if math.isnan(row.train_flops) else f"{row.train_flops:.2f}x, {row.test_flops:.2f}x"
+    if row.variant == "dense" and not math.isnan(row.train_flops):
+        flops = "1.00x, 1.00x"
+    report = fmt(row.report_acc, row.report_std)
+    if report and not math.isnan(row.acc_diff):
+        report += f" ({row.acc_diff:+.1f})"
+    if latex:
+        report = report.replace("±", r"$\pm$")
+    return ours, flops, report
+
+
+def render(frame: pd.DataFrame, spec: TableSpec, latex: bool) -> str:
+    """The table as Markdown or LaTeX: a row per variant, a column block per (dataset, density)."""
+    bold = best_in_group(frame)
+    blocks = [(column.label, density) for column in spec.columns for density in spec.densities]
+    header = ["Method"]
+    for label, density in blocks:
+        prefix = f"{label} " if len(spec.columns) > 1 else ""
+        header += [f"{prefix}1-s={density}: ours"]
+        header += [f"{prefix}1-s={density}: FLOPs (train, test)"] if spec.flops else []
+        header += [f"{prefix}1-s={density}: report (ours - report)"]
+    lines = []
+    for (group, _variant), rows in frame.groupby(["group", "variant"], sort=False):
+        cells = [str(rows.iloc[0]["row"])]
+        for label, density in blocks:
+            match = rows[(rows["dataset"] == label) & ((rows["density"] == density) | (rows["variant"] == "dense"))]
+            if match.empty:
+                cells += ["", ""] + ([""] if spec.flops else [])
+                continue
+            row = match.iloc[0]
+            ours, flops, report = cell_text(row, bool(bold[row.name]), latex)
+            if row.variant == "dense" and density != spec.densities[0]:
+                ours, flops, report = "", "", ""
+            cells += [ours] + ([flops] if spec.flops else []) + [report]
+        lines.append((group, cells))
+    if latex:
+        body = [" & ".join(header) + r" \\ \hline"]
+        previous = None
+        for group, cells in lines:
+            if previous is not None and group != previous:
+                body.append(r"\hline")
+            body.append(" & ".join(cells) + r" \\")
+            previous = group
+        spec_cols = "l" + "c" * (len(header) - 1)
+        return "\n".join([rf"\begin{{tabular}}{{{spec_cols}}}", *body, r"\end{tabular}", ""])
+    out = [f"Table {spec.number}: {spec.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cells) + " |" for _, cells in lines]
+    out += ["", "Test accuracy (%), mean ± sample std over seeds; FLOPs relative to the dense 1x run; "
+            "best of each group in bold; missing runs show their seed count."]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def build_table4(index: RunIndex) -> pd.DataFrame:
+    """Table 4: the reference (alpha, delta_t) = (0.3, 100) against the best trial of each Optuna study."""
+    published_rows = report_rows("4")
+    rows = []
+    for variant, init in (("rigl", "Random"), ("rigl_erk", "ERK")):
+        for density in (0.1, 0.2, 0.5):
+            reference = index.cell("table4_reference", [f"variant={variant}", f"masking.density={density}"])
+            dataset = index.compose("sweep_alpha_dt", [f"variant={variant}"]).dataset.name
+            trials = index.sweep_trials(dataset, variant, density)
+            best = trials.loc[trials["val_acc"].idxmax()] if not trials.empty else None
+            report_ref = published_rows.get(("cifar10", variant, density))
+            report_opt = next(
+                (r for r in published() if r["table"] == "4" and r["row"] == f"{init} optimal"
+                 and r["variant"] == variant and float(r["density"]) == density), None,
+            )  # fmt: skip
+            rows.append(
+                {
+                    "initialization": init,
+                    "density": density,
+                    "reference_acc": reference.mean("test_acc"),
+                    "reference_std": reference.std("test_acc"),
+                    "reference_seeds": f"{reference.seeds}/{reference.expected}",
+                    "trials": len(trials),
+                    "optimal_alpha": math.nan if best is None else best["alpha"],
+                    "optimal_delta_t": math.nan if best is None else best["delta_t"],
+                    "optimal_acc": math.nan if best is None else best["test_acc"],
+                    "optimal_std": math.nan if best is None else best["test_std"],
+                    "report_reference_acc": float(report_ref["accuracy"]) if report_ref else math.nan,
+                    "report_reference_std": float(report_ref["std"]) if report_ref else math.nan,
+                    "report_optimal": f"{report_opt['alpha']}, {report_opt['delta_t']}" if report_opt else "",
+                    "report_optimal_acc": float(report_opt["accuracy"]) if report_opt else math.nan,
+                    "report_optimal_std": float(report_opt["std"]) if report_opt else math.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def render_table4(frame: pd.DataFrame, latex: bool) -> str:
+    header = ["Initialization", "Density", "Reference (0.3, 100): ours", "report", "Optimal (alpha, dT): ours",
+              "accuracy", "report", "report accuracy"]  # fmt: skip
+    lines = []
+    for row in frame.itertuples():
+        optimal = "" if math.isnan(row.optimal_alpha) else f"{row.optimal_alpha:.3f}, {row.optimal_delta_t:.0f}"
+        lines.append([
+            row.initialization, f"{row.density}",
+            (fmt(row.reference_acc, row.reference_std) or "–") + f" ({row.reference_seeds} seeds)",
+            fmt(row.report_reference_acc, row.report_reference_std),
+            (optimal or "–") + f" ({row.trials} trials)", fmt(row.optimal_acc, row.optimal_std),
+            row.report_optimal, fmt(row.report_optimal_acc, row.report_optimal_std),
+        ])  # fmt: skip
+    if latex:
+        body = [" & ".join(header) + r" \\ \hline"] + [" & ".join(cells) + r" \\" for cells in lines]
+        text = "\n".join([r"\begin{tabular}{llcccccc}", *body, r"\end{tabular}", ""])
+        return text.replace("±", r"$\pm$")
+    out = ["Table 4: reference vs optimal (alpha, delta_t) on CIFAR-10 (Optuna TPE)", "",
+           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    return "\n".join(out) + "\n"
+
+
+def write_table(name: str, index: RunIndex, out_dir: Path) -> list[Path]:
+    """Build table ``name`` (table1 ... table5) and write it as .md, .tex and .csv under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if name == "table4":
+        frame = build_table4(index)
+        texts = {"md": render_table4(frame, latex=False), "tex": render_table4(frame, latex=True)}
+    else:
+        spec = TABLES[name]
+        frame = build_table(index, spec)
+        texts = {"md": render(frame, spec, latex=False), "tex": render(frame, spec, latex=True)}
+    paths = []
+    for suffix, text in texts.items():
+        path = out_dir / f"{name}.{suffix}"
+        path.write_text(text)
+        paths.append(path)
+    csv_path = out_dir / f"{name}.csv"
+    frame.to_csv(csv_path, index=False)
+    return [*paths, csv_path]
+
+
+TABLE_NAMES: Sequence[str] = ("table1", "table2", "table3", "table4", "table5")

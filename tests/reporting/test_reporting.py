@@ -1,0 +1,111 @@
+"""Tables and figures from runs, with summaries written for the exact configurations experiments run."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from rigl_repro.reporting import published
+from rigl_repro.reporting.figures import FIGURES
+from rigl_repro.reporting.runs import RunIndex, runs_frame, wandb_summaries
+from rigl_repro.reporting.tables import TABLES, build_table, build_table4, write_table
+
+
+def write_run(index, experiment, overrides, seed, test_acc, val_acc=0.9, name=None):
+    """A finished run's summary.json for the configuration ``experiment`` runs at this grid point."""
+    config = OmegaConf.to_container(OmegaConf.merge(index.compose(experiment, overrides), {"seed": seed}), resolve=True)
+    run_dir = index.root / (name or f"{experiment}-{'-'.join(overrides)}-{seed}".replace("=", "_"))
+    run_dir.mkdir(parents=True)
+    summary = {
+        "config": config, "method": config["masking"]["name"], "test_acc": test_acc, "val_acc": val_acc,
+        "density": config["masking"]["density"], "epochs": 4, "wall_time_s": 1.0,
+        "layer_densities": {"features.0.weight": 1.0, "features.3.weight": 0.2, "features.6.weight": 0.1,
+                            "fc.weight": 0.5},
+        "flops": {"train_relative": 0.2, "inference_relative": 0.1, "trajectory": [[0, 0.1], [9, 0.12]]},
+    }  # fmt: skip
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+@pytest.fixture
+def index(tmp_path):
+    return RunIndex(tmp_path / "runs", "smoke")
+
+
+def test_cells_report_mean_std_missing_seeds_best_and_the_report(index):
+    write_run(index, "table2", ["variant=rigl", "masking.density=0.1"], 0, 0.90)
+    write_run(index, "table2", ["variant=rigl", "masking.density=0.1"], 1, 0.92)
+    write_run(index, "table2", ["variant=set", "masking.density=0.1"], 0, 0.80)
+    # A look-alike from another grid (Figure 2's learning-rate sweep) must not be counted.
+    write_run(index, "sweep_lr", ["variant=rigl", "rigl_hparams=a0.4_dt200", "train.lr=0.05", "masking.density=0.1"],
+              0, 0.10)  # fmt: skip
+    frame = build_table(RunIndex(index.root, "smoke"), TABLES["table2"]).set_index(["variant", "density"])
+    rigl, set_, static = frame.loc[("rigl", 0.1)], frame.loc[("set", 0.1)], frame.loc[("static", 0.1)]
+    assert (rigl.seeds, rigl.expected_seeds) == (2, 2)
+    assert rigl.acc_mean == pytest.approx(91.0) and rigl.acc_std == pytest.approx(math.sqrt(2))
+    assert rigl.report_acc == 91.7 and rigl.acc_diff == pytest.approx(-0.7)
+    assert (set_.seeds, static.seeds) == (1, 0) and math.isnan(static.acc_mean)
+    assert rigl.train_flops == 0.2 and rigl.report_train_flops == "0.10"
+
+
+def test_written_tables_show_bold_best_and_missing_cells(index, tmp_path):
+    write_run(index, "table2", ["variant=rigl", "masking.density=0.1"], 0, 0.90)
+    write_run(index, "table2", ["variant=set", "masking.density=0.1"], 0, 0.80)
+    write_run(index, "table2", ["variant=set", "masking.density=0.1"], 1, 0.82)
+    paths = write_table("table2", RunIndex(index.root, "smoke"), tmp_path / "out")
+    assert [p.suffix for p in paths] == [".md", ".tex", ".csv"]
+    markdown = paths[0].read_text()
+    rigl = next(line for line in markdown.splitlines() if line.startswith("| RigL |"))
+    assert "**90.0** (1/2 seeds)" in rigl and "91.7 ± 0.2 (-1.7)" in rigl
+    static = next(line for line in markdown.splitlines() if line.startswith("| Static |"))
+    assert "– (0/2 seeds)" in static
+    assert r"\textbf{90.0}" in paths[1].read_text()
+    assert len(pd.read_csv(paths[2])) == sum(len(g) for g in TABLES["table2"].groups) * 2 + 1
+
+
+def test_table4_takes_the_trial_with_the_best_mean_validation_accuracy(index):
+    for seed, acc in ((0, 0.91), (1, 0.93)):
+        write_run(index, "table4_reference", ["variant=rigl", "masking.density=0.1"], seed, acc)
+    for alpha, delta_t, val in ((0.2, 50, 0.95), (0.5, 300, 0.90)):
+        for seed in (0, 1):
+            overrides = ["variant=rigl", "masking.density=0.1", f"masking.alpha={alpha}", f"masking.delta_t={delta_t}"]
+            write_run(index, "sweep_alpha_dt", overrides, seed, 0.8 + seed / 100, val_acc=val)
+    frame = build_table4(RunIndex(index.root, "smoke")).set_index(["initialization", "density"])
+    row = frame.loc[("Random", 0.1)]
+    assert (row.optimal_alpha, row.optimal_delta_t, row.trials) == (0.2, 50, 2)
+    assert row.optimal_acc == pytest.approx(80.5) and row.reference_acc == pytest.approx(92.0)
+    assert row.report_optimal == "0.197, 50"
+
+
+def test_every_figure_is_written_as_png_and_pdf(index, tmp_path):
+    write_run(index, "fig1", ["variant=rigl", "masking.density=0.1"], 0, 0.9)
+    write_run(index, "table5_cifar10", ["variant=rigl_sm", "masking.density=0.2"], 0, 0.9)
+    rebuilt = RunIndex(index.root, "smoke")
+    for name, draw in FIGURES.items():
+        paths = draw(rebuilt, tmp_path / "figs")
+        assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf"]
+        assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_runs_frame_and_wandb_runs_share_one_shape(index):
+    summary = write_run(index, "table2", ["variant=rigl", "masking.density=0.1"], 0, 0.9)
+    run = SimpleNamespace(id="abc", config=summary["config"], summary={k: summary[k] for k in
+                          ("test_acc", "val_acc", "density", "flops", "epochs", "wall_time_s", "layer_densities")})
+    unfinished = SimpleNamespace(id="def", config=summary["config"], summary={})
+    api = SimpleNamespace(runs=lambda path: [run, unfinished])
+    from_wandb = wandb_summaries("project", "team", api=api)
+    assert len(from_wandb) == 1 and from_wandb[0]["run_dir"] == "wandb:team/project/abc"
+    local = runs_frame(RunIndex(index.root, "smoke").summaries)
+    remote = runs_frame(from_wandb)
+    assert list(local.columns) == list(remote.columns)
+    assert local.drop(columns="run_dir").equals(remote.drop(columns="run_dir"))
+    assert local.loc[0, "variant"] == "rigl" and local.loc[0, "test_acc"] == 90.0
+
+
+def test_published_numbers_cover_every_table():
+    rows = published()
+    assert {row["table"] for row in rows} == {"1", "2", "3", "4", "5"}
+    assert all(row["accuracy"] for row in rows)

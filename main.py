@@ -7,7 +7,6 @@ every listed seed (in ``seed=N`` subfolders) and returns their mean.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -47,7 +46,8 @@ def main(cfg: DictConfig) -> float | None:
     except (ConfigError, TrainingDiverged) as error:
         log.error("error: %s", error)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            return math.nan  # the sweep goes on: Optuna records a failed trial, tables show a missing cell
+            # A sweep goes on: Optuna records a failed trial; a grid runs its other jobs, then exits non-zero.
+            raise
         sys.exit(3 if isinstance(error, TrainingDiverged) else 2)
 
 

@@ -32,6 +32,19 @@ LR_VALUES = (0.1, 0.05, 0.01, 0.005)
 HPARAM_PAIRS = ("a0.3_dt100", "a0.4_dt200", "a0.4_dt500", "a0.5_dt750")
 
 
+def legend(axis, **options) -> None:
+    """A legend, when the axis has something labelled (cells without runs draw nothing)."""
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(**options)
+
+
+def density_axis(axis, densities: Sequence[float]) -> None:
+    """A logarithmic density axis labelled at the densities that were run, and nowhere else."""
+    axis.set(xscale="log", xlabel="density (1 - sparsity)")
+    axis.minorticks_off()
+    axis.set_xticks(densities, [str(d) for d in densities])
+
+
 def save(figure: Figure, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
@@ -60,10 +73,10 @@ def figure1(index: RunIndex, out_dir: Path) -> list[Path]:
             errorbar_line(axis, FIG1_DENSITIES, cells, LABELS[variant], linestyle=style)
         if dense.seeds:
             axis.axhline(dense.mean("test_acc"), color="black", linestyle=":", label="Dense")
-        axis.set(xscale="log", xlabel="density (1 - sparsity)", title=title)
-        axis.set_xticks(FIG1_DENSITIES, [str(d) for d in FIG1_DENSITIES])
+        density_axis(axis, FIG1_DENSITIES)
+        axis.set(title=title)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        legend(axis, fontsize=8)
     axes[0].set_ylabel("test accuracy (%)")
     figure.suptitle(f"Figure 1: test accuracy vs density ({dense.config['dataset']['name']})")
     return save(figure, out_dir, "fig1")
@@ -85,10 +98,10 @@ def figure2(index: RunIndex, out_dir: Path) -> list[Path]:
                 finished = [cell for cell in cells if cell.seeds]
                 best.append(max(finished, key=lambda c: c.mean("test_acc")) if finished else cells[0])
             errorbar_line(axis, densities, best, f"lr {lr}")
-        axis.set(xscale="log", xlabel="density (1 - sparsity)", title=f"RigL ({title})")
-        axis.set_xticks(densities, [str(d) for d in densities])
+        density_axis(axis, densities)
+        axis.set(title=f"RigL ({title})")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        legend(axis, fontsize=8)
     axes[0].set_ylabel("test accuracy (%), best (alpha, delta_t)")
     figure.suptitle("Figure 2: learning rate vs density")
     return save(figure, out_dir, "fig2")
@@ -109,7 +122,7 @@ def figure3(index: RunIndex, out_dir: Path) -> list[Path]:
         dataset = index.compose(experiment).dataset.name
         axis.set(xlabel="training FLOPs (relative to dense)", ylabel="test accuracy (%)", title=dataset)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        legend(axis, fontsize=7)
     figure.suptitle("Figure 3: accuracy vs training FLOPs, Random vs ERK")
     return save(figure, out_dir, "fig3")
 
@@ -127,18 +140,19 @@ def figure4(index: RunIndex, out_dir: Path) -> list[Path]:
             final[variant] = cell.summaries[0]["layer_densities"]
     left.set(xlabel="training step", ylabel="inference FLOPs (relative to dense)", title="FLOPs during training")
     left.grid(alpha=0.3)
-    left.legend()
+    legend(left)
     if final:
-        names = list(next(iter(final.values())))
-        shapes = {name: tuple(shape) for name, shape in shapes_of(index).items() if name in names}
+        shapes = {name: tuple(shape) for name, shape in shapes_of(index).items() if name in next(iter(final.values()))}
+        names = list(shapes)  # model order
         series = {"Random": layer_densities("uniform", shapes, 0.2), "ERK": layer_densities("erk", shapes, 0.2)}
         series.update({LABELS[v]: densities for v, densities in final.items() if v != "rigl"})
         width = 0.8 / len(series)
         for offset, (label, densities) in enumerate(series.items()):
-            right.bar([i + offset * width for i in range(len(names))], [densities[n] for n in names], width, label=label)
+            positions = [i + offset * width for i in range(len(names))]
+            right.bar(positions, [densities[n] for n in names], width, label=label)
         right.set_xticks(range(len(names)), [n.removesuffix(".weight") for n in names], rotation=90, fontsize=6)
         right.set(ylabel="density", title="final per-layer density")
-        right.legend(fontsize=8)
+        legend(right, fontsize=8)
     figure.suptitle("Figure 4: effect of redistribution (density 0.2)")
     return save(figure, out_dir, "fig4")
 
@@ -170,10 +184,11 @@ def contours(index: RunIndex, out_dir: Path) -> list[Path]:
             if len(trials):
                 axis.scatter(trials["alpha"], trials["delta_t"], c="white", edgecolors="black", s=25)
                 best = trials.loc[trials["val_acc"].idxmax()]
-                axis.scatter([best["alpha"]], [best["delta_t"]], marker="*", s=200, c="red", label="best")
+                best_point = ([best["alpha"]], [best["delta_t"]])
+                axis.scatter(*best_point, marker="*", s=200, c="red", label="best")
             axis.scatter([0.3], [100], marker="x", s=80, c="black", label="reference")
             axis.set(title=f"{init}, density {density} ({len(trials)} trials)", xlim=(0.1, 0.6), ylim=(0, 1050))
-            axis.legend(fontsize=7)
+            legend(axis, fontsize=7)
     for axis in axes[1]:
         axis.set_xlabel("alpha")
     for axis in axes[:, 0]:

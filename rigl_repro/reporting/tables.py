@@ -56,7 +56,8 @@ TABLES = {
     "table5": TableSpec(
         "5", "Effect of redistribution during RigL updates",
         (Column("CIFAR-10", "table5_cifar10", "cifar10"), Column("CIFAR-100", "table5_cifar100", "cifar100")),
-        (("rigl", "rigl_sg", "rigl_sm"), ("rigl_erk", "rigl_sg_erk", "rigl_sm_erk"), ("rigl_reinit", "rigl_reinit_erk")),
+        (("rigl", "rigl_sg", "rigl_sm"), ("rigl_erk", "rigl_sg_erk", "rigl_sm_erk"),
+         ("rigl_reinit", "rigl_reinit_erk")),
         (0.1, 0.2), dense_row=False,
     ),
 }  # fmt: skip
@@ -188,7 +189,7 @@ def render(frame: pd.DataFrame, spec: TableSpec, latex: bool) -> str:
 
 def build_table4(index: RunIndex) -> pd.DataFrame:
     """Table 4: the reference (alpha, delta_t) = (0.3, 100) against the best trial of each Optuna study."""
-    published_rows = report_rows("4")
+    published_rows = {(r["row"], r["variant"], float(r["density"])): r for r in published() if r["table"] == "4"}
     rows = []
     for variant, init in (("rigl", "Random"), ("rigl_erk", "ERK")):
         for density in (0.1, 0.2, 0.5):
@@ -196,11 +197,8 @@ def build_table4(index: RunIndex) -> pd.DataFrame:
             dataset = index.compose("sweep_alpha_dt", [f"variant={variant}"]).dataset.name
             trials = index.sweep_trials(dataset, variant, density)
             best = trials.loc[trials["val_acc"].idxmax()] if not trials.empty else None
-            report_ref = published_rows.get(("cifar10", variant, density))
-            report_opt = next(
-                (r for r in published() if r["table"] == "4" and r["row"] == f"{init} optimal"
-                 and r["variant"] == variant and float(r["density"]) == density), None,
-            )  # fmt: skip
+            report_ref = published_rows.get((f"{init} reference", variant, density))
+            report_opt = published_rows.get((f"{init} optimal", variant, density))
             rows.append(
                 {
                     "initialization": init,

@@ -77,7 +77,8 @@ def test_table4_takes_the_trial_with_the_best_mean_validation_accuracy(index):
     row = frame.loc[("Random", 0.1)]
     assert (row.optimal_alpha, row.optimal_delta_t, row.trials) == (0.2, 50, 2)
     assert row.optimal_acc == pytest.approx(80.5) and row.reference_acc == pytest.approx(92.0)
-    assert row.report_optimal == "0.197, 50"
+    assert row.report_optimal == "0.197, 50" and row.report_optimal_acc == 91.8
+    assert row.report_reference_acc == 91.7 and row.report_reference_std == 0.18
 
 
 def test_every_figure_is_written_as_png_and_pdf(index, tmp_path):

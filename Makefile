@@ -2,7 +2,7 @@
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test test-slow bench-topology test-slurm \
+.PHONY: install demo test test-slow bench bench-topology test-slurm \
 	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr
 
 ## Install: keep an installed torch (a CUDA build on a GPU machine); otherwise the CPU wheel of $(TORCH_VERSION).
@@ -30,6 +30,10 @@ test-slow:
 ## A smoke sweep through the SLURM launcher on a single-node cluster the test starts (installs SLURM: needs root).
 test-slurm:
 	$(PYTHON) -m pytest -m slurm
+
+## Throughput of dense, static and RigL training side by side (BENCH_ARGS, e.g. "model=resnet50 dataset.num_classes=100").
+bench:
+	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
 
 ## RigL topology update vs one training step of CIFAR ResNet-50 at batch 128.
 bench-topology:

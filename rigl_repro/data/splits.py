@@ -12,7 +12,7 @@ from rigl_repro.data.cifar import load_cifar
 from rigl_repro.data.digits import load_digits_uint8
 from rigl_repro.errors import ConfigError
 
-SOURCES = ("cifar", "digits")
+SOURCES = ("cifar", "digits", "synthetic")
 
 
 @dataclass
@@ -58,6 +58,14 @@ def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg["split_seed"] + 1))
         test, rest = order[: cfg["test_size"]], order[cfg["test_size"] :]
         train_x, train_y, test_x, test_y = images[rest], labels[rest], images[test], labels[test]
+    elif source == "synthetic":  # random CIFAR-shaped images, for benchmarks: made on the device directly
+        generator = torch.Generator().manual_seed(cfg["split_seed"])
+        shape = (cfg["channels"], cfg["image_size"], cfg["image_size"])
+        images = torch.randint(0, 256, (cfg["train_pool"] + cfg["test_size"], *shape), generator=generator)
+        labels = torch.randint(0, cfg["num_classes"], (len(images),), generator=generator)
+        split = cfg["train_pool"]
+        train_x, train_y = images[:split].to(torch.uint8), labels[:split]
+        test_x, test_y = images[split:].to(torch.uint8), labels[split:]
     else:
         raise ConfigError(f"dataset.source={source!r} is not known; choose one of: {', '.join(SOURCES)}")
     if len(train_y) != cfg["train_pool"]:

@@ -36,6 +36,7 @@ class Recipe:
     length_multiplier: float
     amp: str  # bf16 autocast: auto = on for CUDA
     channels_last: str
+    compile: str  # torch.compile of the model (the masked optimizer step stays eager)
     eval_batch_size: int
 
     def __post_init__(self) -> None:
@@ -52,6 +53,7 @@ class Recipe:
         require_in_range("train.length_multiplier", self.length_multiplier, 0.0, 100.0, low_open=True)
         require_choice("train.amp", self.amp, SWITCHES)
         require_choice("train.channels_last", self.channels_last, SWITCHES)
+        require_choice("train.compile", self.compile, SWITCHES)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Recipe:

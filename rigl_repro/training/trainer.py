@@ -94,6 +94,7 @@ class Trainer:
             momentum=self.recipe.momentum,
             nesterov=self.recipe.nesterov,
             weight_decay=self.recipe.weight_decay,
+            fused=on_cuda,  # one kernel for the whole parameter list
         )
         warmup_steps = round(self.recipe.warmup_epochs * self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -106,6 +107,8 @@ class Trainer:
             ),
         )
         self.engine = SparseEngine(self.model, self.optimizer, self.method, self.total_steps, seed=int(cfg.seed))
+        if enabled(self.recipe.compile, on_cuda):
+            self.model.compile()  # in place: parameter and mask names, and so checkpoints, are unchanged
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
         self.order_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed))
         self.augment_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed) + 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -36,6 +37,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if not cfg.trial_seeds:
             return train_one(cfg, output_dir)
+        if isinstance(cfg.trial_seeds, str) or not isinstance(cfg.trial_seeds, Sequence):
+            raise ConfigError(f"trial_seeds={cfg.trial_seeds!r} is invalid; expected a list of seeds, e.g. [0,1,2]")
         accuracies = [
             train_one(OmegaConf.merge(cfg, {"seed": int(seed)}), output_dir / f"seed={seed}")
             for seed in cfg.trial_seeds

@@ -35,3 +35,10 @@ def require_choice(option: str, value: str, choices: list[str] | tuple[str, ...]
     if value not in choices:
         raise ConfigError(f"{option}={value!r} is not known; choose one of: {', '.join(choices)}")
     return value
+
+
+def require_int(option: str, value: object, minimum: int) -> int:
+    """Return ``value`` if it is an integer >= ``minimum`` (not a bool), else raise a ConfigError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{option}={value!r} is invalid; expected an integer >= {minimum}")
+    return value

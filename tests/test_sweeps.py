@@ -11,10 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_stored_sweep_survives_crashed_trials_and_averages_its_seeds(tmp_path):
-    storage = f"sqlite:///{tmp_path}/optuna.db"
+    root = tmp_path / "runs"  # does not exist yet: the study's SQLite file is created inside it
+    storage = f"sqlite:///{root}/optuna.db"  # the default storage, ${output_root}/optuna.db
     command = [
         sys.executable, str(ROOT / "main.py"), "-m", "experiment=sweep_alpha_dt", "scale=smoke", "masking.density=0.2",
-        "train.epochs=1", "sweep_trials=4", f"output_root={tmp_path}", f"hydra.sweeper.storage={storage}",
+        "train.epochs=1", "sweep_trials=4", f"output_root={root}",
         "masking.alpha=interval(0.5, 1.5)",  # the search space, narrowed: alpha > 1 is invalid, those trials crash
     ]  # fmt: skip
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -7,16 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from rigl_repro.errors import ConfigError, require_choice, require_in_range
+from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
 from rigl_repro.sparsity.schedules import scaled_steps
 
 SWITCHES = ("auto", "on", "off")
-
-
-def _require_int(option: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{option}={value!r} is invalid; expected an integer >= {minimum}")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,10 +34,10 @@ class Recipe:
     eval_batch_size: int
 
     def __post_init__(self) -> None:
-        _require_int("train.epochs", self.epochs, 1)
-        _require_int("train.batch_size", self.batch_size, 1)
-        _require_int("train.eval_batch_size", self.eval_batch_size, 1)
-        _require_int("train.lr_decay_every", self.lr_decay_every, 1)
+        require_int("train.epochs", self.epochs, 1)
+        require_int("train.batch_size", self.batch_size, 1)
+        require_int("train.eval_batch_size", self.eval_batch_size, 1)
+        require_int("train.lr_decay_every", self.lr_decay_every, 1)
         require_in_range("train.lr", self.lr, 0.0, math.inf, low_open=True, high_open=True)
         require_in_range("train.momentum", self.momentum, 0.0, 1.0, high_open=True)
         require_in_range("train.weight_decay", self.weight_decay, 0.0, 1.0)

@@ -12,6 +12,11 @@ from rigl_repro.errors import require_choice
 MODES = ("online", "offline", "disabled")
 
 
+def validate_mode(mode: str) -> str:
+    """``logger.mode`` must be one of ``MODES``."""
+    return require_choice("logger.mode", mode, MODES)
+
+
 class Tracker:
     """A W&B run in ``output_dir`` (offline by default: no account needed; ``wandb sync`` uploads later).
 
@@ -19,7 +24,7 @@ class Tracker:
     """
 
     def __init__(self, mode: str, project: str, entity: str | None, config: Mapping[str, Any], output_dir: Path):
-        require_choice("logger.mode", mode, MODES)
+        validate_mode(mode)
         self.run = None
         if mode == "disabled":
             return

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rigl_repro.data import Split, load_splits, normalise, random_crop_flip
-from rigl_repro.errors import ConfigError
+from rigl_repro.errors import ConfigError, require_int
 from rigl_repro.flops.accounting import flop_summary, model_layer_flops, pretraining_flops
 from rigl_repro.flops.counting import layer_flops
 from rigl_repro.models import build_model, count_sparsifiable_weights
@@ -32,7 +32,7 @@ from rigl_repro.sparsity import SparseEngine, build_method
 from rigl_repro.sparsity.distributions import budgeted_layers
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
-from rigl_repro.training.tracking import Tracker
+from rigl_repro.training.tracking import Tracker, validate_mode
 
 log = logging.getLogger(__name__)
 FINGERPRINT_KEYS = ("dataset", "model", "masking", "train", "seed")
@@ -61,6 +61,9 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, output_dir: Path) -> None:
         self.cfg, self.output_dir = cfg, Path(output_dir)
+        require_int("seed", cfg.seed, 0)
+        require_int("checkpoint.every_epochs", cfg.checkpoint.every_epochs, 1)
+        validate_mode(cfg.logger.mode)
         self.recipe = Recipe.from_config(OmegaConf.to_container(cfg.train, resolve=True))
         masking = OmegaConf.to_container(cfg.masking, resolve=True)
         self.method = build_method(masking)

@@ -119,12 +119,15 @@ def test_small_dense_trains_a_narrower_dense_model(tmp_path):
         ("dataset.val_size=5000", r"dataset.val_size=5000 must be in \[0, 1496\]"),
         ("device=cuda:7", "device='cuda:7' but CUDA is not available"),
         ("model.name=vgg", "model.name='vgg' is not known"),
+        ("checkpoint.every_epochs=0", "checkpoint.every_epochs=0 is invalid; expected an integer >= 1"),
+        ("logger.mode=loud", "logger.mode='loud' is not known; choose one of: online, offline, disabled"),
+        ("seed=-1", "seed=-1 is invalid; expected an integer >= 0"),
     ],
 )
 def test_bad_options_fail_before_training(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
-        run(compose_config(*QUICK, override), tmp_path)
-    assert not (tmp_path / "checkpoint.pt").exists()
+        run(compose_config(*QUICK, override), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing written, not even initial weights
 
 
 def test_a_cifar10_run_on_a_generated_archive_with_augmentation(tmp_path):

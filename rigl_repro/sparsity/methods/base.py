@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from rigl_repro.errors import ConfigError, require_choice, require_in_range
+from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
 from rigl_repro.sparsity.distributions import DISTRIBUTIONS, layer_densities, nonzero_counts
 from rigl_repro.sparsity.masks import SparseLayer, random_mask
 from rigl_repro.sparsity.redistribution import allocate_proportionally
@@ -63,8 +63,7 @@ class SparseMethod:
         require_in_range("masking.alpha", self.alpha, 0.0, 1.0)
         require_in_range("masking.t_end_fraction", self.t_end_fraction, 0.0, 1.0, low_open=True)
         require_choice("masking.redistribution", self.redistribution, REDISTRIBUTIONS)
-        if isinstance(self.delta_t, bool) or not isinstance(self.delta_t, int) or self.delta_t < 1:
-            raise ConfigError(f"masking.delta_t={self.delta_t!r} is invalid; expected an integer >= 1")
+        require_int("masking.delta_t", self.delta_t, 1)
 
     # ---------------------------------------------------------------- wiring (called once by the engine)
     def setup(

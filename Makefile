@@ -31,7 +31,8 @@ test-slow:
 test-slurm:
 	$(PYTHON) -m pytest -m slurm
 
-## Throughput of dense, static and RigL training side by side (BENCH_ARGS, e.g. "model=resnet50 dataset.num_classes=100").
+## Throughput of dense, static and RigL training side by side (BENCH_ARGS, e.g. "model=resnet50 dataset.num_classes=100";
+## "--concurrent 3" adds N RigL runs at once on the device against one after another).
 bench:
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
 
@@ -41,22 +42,24 @@ bench-topology:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The report's tables and figures. SCALE=paper (the report's settings) | smoke (embedded dataset, minutes on a
-# CPU); LAUNCHER=local (one run after another) | submitit_local | slurm (conf/hydra/launcher/slurm.yaml; set
-# SLURM_PARTITION etc. there or on the command line as hydra.launcher.partition=...). Runs that already exist are
+# CPU); LAUNCHER=local (one run after another) | parallel (JOBS runs at once on this machine and its GPU,
+# conf/hydra/launcher/parallel.yaml) | slurm (conf/hydra/launcher/slurm.yaml; set the partition etc. there or on
+# the command line as hydra.launcher.partition=...). Runs that already exist are
 # reused, so a target whose runs are done only rebuilds its output (in outputs/report/$(SCALE)). A run that fails
 # is reported (make prints "Error ... (ignored)") and its cell is shown as missing; the other runs still run.
 SCALE ?= paper
 LAUNCHER ?= local
+JOBS ?= 3
 LAUNCH_local :=
-LAUNCH_submitit_local := hydra/launcher=submitit_local
+LAUNCH_parallel := hydra/launcher=parallel hydra.launcher.n_jobs=$(JOBS)
 LAUNCH_slurm := hydra/launcher=slurm
 RUN = $(PYTHON) main.py -m scale=$(SCALE) $(LAUNCH_$(LAUNCHER)) $(RUN_ARGS)
 REPORT = $(PYTHON) scripts/report.py --scale $(SCALE)
 ifeq ($(filter $(SCALE),paper smoke),)
 $(error SCALE=$(SCALE) is not known; use SCALE=paper or SCALE=smoke)
 endif
-ifeq ($(filter $(LAUNCHER),local submitit_local slurm),)
-$(error LAUNCHER=$(LAUNCHER) is not known; use LAUNCHER=local, submitit_local or slurm)
+ifeq ($(filter $(LAUNCHER),local parallel slurm),)
+$(error LAUNCHER=$(LAUNCHER) is not known; use LAUNCHER=local, parallel or slurm)
 endif
 
 tables: table1 table2 table3 table4 table5

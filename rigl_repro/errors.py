@@ -37,6 +37,13 @@ def require_choice(option: str, value: str, choices: list[str] | tuple[str, ...]
     return value
 
 
+def require_bool(option: str, value: object) -> bool:
+    """Return ``value`` if it is true or false, else raise a ConfigError naming ``option``."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{option}={value!r} is invalid; expected true or false")
+    return value
+
+
 def require_int(option: str, value: object, minimum: int) -> int:
     """Return ``value`` if it is an integer >= ``minimum`` (not a bool), else raise a ConfigError naming it."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

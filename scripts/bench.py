@@ -3,6 +3,7 @@
     python scripts/bench.py                                   # WRN-22-2, batch 128, CUDA if present
     python scripts/bench.py model=resnet50 dataset.num_classes=100 --epochs 2
     python scripts/bench.py device=cpu dataset.train_pool=1280 --epochs 1      # a quick CPU figure
+    python scripts/bench.py --concurrent 3          # also 3 RigL runs at once on the device (seeds of a table)
 
 Runs the trainer's own epoch loop (data resident on the device as uint8, augmentation on the device,
 forward, backward, masking, optimizer, LR schedule) on synthetic CIFAR-shaped data (``dataset=synthetic``),
@@ -10,19 +11,27 @@ after one warm-up epoch, for each method at the same model, recipe and batch siz
 ms/step and the ratio to dense. RigL's topology update is timed separately and amortised over delta_t,
 which gives its steady-state cost per step whatever the window measured. Positional arguments are
 Hydra overrides, as for main.py.
+
+``--concurrent N`` then starts N RigL runs (seeds 0..N-1) in N processes on the same device, as
+``LAUNCHER=parallel`` does, and times their timed epochs from the moment all have warmed up: their combined
+images/s against one RigL run at a time tells whether running a table's seeds together pays on this device.
+On a CPU the processes split the cores between them.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
@@ -52,33 +61,86 @@ def update_seconds(trainer: Trainer, repeats: int = 3) -> float:
     return statistics.mean(times)
 
 
+def bench_config(method: str, density: float, seed: int, overrides: list[str]) -> DictConfig:
+    """The run's config on synthetic CIFAR-shaped data (inside an initialised Hydra config directory)."""
+    return compose("config", overrides=[
+        "dataset=synthetic", f"masking={method}", f"masking.density={density}", "logger.mode=disabled", f"seed={seed}",
+        *overrides,
+    ])  # fmt: skip
+
+
+def time_epochs(trainer: Trainer, epochs: int) -> list[float]:
+    """Wall seconds of each of ``epochs`` training epochs (each ends with a host read, so the device is done)."""
+    timed = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        trainer.train_epoch()
+        timed.append(time.perf_counter() - start)
+    return timed
+
+
+def concurrent_worker(
+    cfg: DictConfig, epochs: int, threads: int, warmed_up: threading.Barrier, images: multiprocessing.Queue
+) -> None:
+    """One of the concurrent runs: warm up, wait for the others, train ``epochs`` epochs, report the images."""
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer = Trainer(cfg, Path(scratch))
+            trainer.train_epoch()
+            warmed_up.wait()
+            time_epochs(trainer, epochs)
+            images.put(epochs * len(trainer.data.train))
+    except BaseException:
+        warmed_up.abort()  # the parent and the other runs stop waiting
+        raise
+
+
+def concurrent_images_per_second(configs: list[DictConfig], epochs: int) -> float:
+    """Combined training images/s of one process per config, all on the device at once, after their warm-up."""
+    context = torch.multiprocessing.get_context("spawn")  # a fresh process, and CUDA context, per run
+    warmed_up, images = context.Barrier(len(configs) + 1), context.Queue()
+    threads = max(1, torch.get_num_threads() // len(configs))
+    workers = [
+        context.Process(target=concurrent_worker, args=(cfg, epochs, threads, warmed_up, images)) for cfg in configs
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        warmed_up.wait()
+        start = time.perf_counter()
+        total = sum(images.get() for _ in workers)
+        return total / (time.perf_counter() - start)
+    except threading.BrokenBarrierError:
+        raise SystemExit("a concurrent run failed before its timed epochs; its traceback is above") from None
+    finally:
+        for worker in workers:
+            worker.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=..., device=..., train.batch_size=...)")
     parser.add_argument("--methods", default="dense,static,rigl", help="comma-separated masking configs")
     parser.add_argument("--density", type=float, default=0.1)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per method (after one warm-up)")
+    parser.add_argument("--concurrent", type=int, default=0, metavar="N", help="then N RigL runs at once")
     args = parser.parse_args()
+    if args.concurrent and "rigl" not in args.methods.split(","):
+        parser.error("--concurrent compares against one RigL run: keep rigl in --methods")
 
     config_dir = Path(__file__).resolve().parents[1] / "conf"
     results = {}
     initialize = initialize_config_dir(config_dir=str(config_dir), version_base="1.3")
     with tempfile.TemporaryDirectory() as scratch, initialize:
         for method in args.methods.split(","):
-            cfg = compose("config", overrides=[
-                "dataset=synthetic", f"masking={method}", f"masking.density={args.density}", "logger.mode=disabled",
-                *args.overrides,
-            ])  # fmt: skip
+            cfg = bench_config(method, args.density, 0, args.overrides)
             trainer = Trainer(cfg, Path(scratch) / method)
             trainer.train_epoch()  # warm-up: allocator, cuDNN autotuning, compilation
-            timed = []
-            for _ in range(args.epochs):
-                start = time.perf_counter()
-                trainer.train_epoch()  # ends with one host read, so the device has finished
-                timed.append(time.perf_counter() - start)
-            seconds = statistics.median(timed) / trainer.steps_per_epoch
+            seconds = statistics.median(time_epochs(trainer, args.epochs)) / trainer.steps_per_epoch
             update = update_seconds(trainer) if method == "rigl" else 0.0
             results[method] = (trainer, seconds, update)
+        concurrent_configs = [bench_config("rigl", args.density, seed, args.overrides) for seed in range(args.concurrent)]
 
     first = next(iter(results.values()))[0]
     amp = first.autocast.keywords["enabled"]
@@ -94,6 +156,13 @@ def main() -> None:
             amortised = seconds + update / delta_t
             print(f"{'':<8} topology update {update * 1e3:.1f} ms; amortised over delta_t={delta_t}: "
                   f"{amortised * 1e3:.1f} ms/step, {amortised / dense:.3f} x dense")
+    if concurrent_configs:
+        together = concurrent_images_per_second(concurrent_configs, args.epochs)
+        trainer, seconds, _ = results["rigl"]
+        alone = trainer.recipe.batch_size / seconds
+        verdict = "pays" if together > alone else "does not pay"
+        print(f"\nconcurrent: {args.concurrent} RigL runs at once, combined {together:.0f} images/s; "
+              f"one after another {alone:.0f} images/s; {together / alone:.2f} x, running them together {verdict}")
 
 
 if __name__ == "__main__":

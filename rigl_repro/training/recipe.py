@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
+from rigl_repro.errors import ConfigError, require_bool, require_choice, require_in_range, require_int
 from rigl_repro.sparsity.schedules import scaled_steps
 
 SWITCHES = ("auto", "on", "off")
@@ -31,6 +31,7 @@ class Recipe:
     amp: str  # bf16 autocast: auto = on for CUDA
     channels_last: str
     compile: str  # torch.compile of the model (the masked optimizer step stays eager)
+    deterministic: bool  # deterministic CUDA kernels, so that a resumed run repeats an uninterrupted one bit for bit
     eval_batch_size: int
 
     def __post_init__(self) -> None:
@@ -48,6 +49,8 @@ class Recipe:
         require_choice("train.amp", self.amp, SWITCHES)
         require_choice("train.channels_last", self.channels_last, SWITCHES)
         require_choice("train.compile", self.compile, SWITCHES)
+        require_bool("train.nesterov", self.nesterov)
+        require_bool("train.deterministic", self.deterministic)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Recipe:

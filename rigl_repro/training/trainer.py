@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -56,6 +57,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def select_kernels(deterministic: bool, on_cuda: bool) -> None:
+    """Deterministic kernels, or the fastest ones (cuDNN autotuning on CUDA).
+
+    These are process-wide settings, like the seed: every Trainer sets all of them, so one run never inherits
+    another's. On the CPU the kernels are deterministic either way. An op with no deterministic CUDA
+    implementation warns, naming itself, rather than stopping a long run.
+    """
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS first starts
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = on_cuda and not deterministic
+
+
 class Trainer:
     """Builds everything a run needs from the composed config; ``fit()`` trains and returns the summary."""
 
@@ -74,6 +88,7 @@ class Trainer:
         )
         self.channels_last = enabled(self.recipe.channels_last, on_cuda)
 
+        select_kernels(self.recipe.deterministic, on_cuda)
         torch.manual_seed(int(cfg.seed))
         self.data = load_splits(OmegaConf.to_container(cfg.dataset, resolve=True), self.device)
         num_classes = int(cfg.dataset.num_classes)

@@ -1,5 +1,6 @@
 """The benchmark script, and (on a GPU) that a training step never synchronises with the host."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ def test_bench_prints_throughput_and_overheads_side_by_side(tmp_path):
     command = [
         sys.executable, str(ROOT / "scripts" / "bench.py"), "device=cpu", "model=small_cnn", "dataset.image_size=8",
         "dataset.channels=1", "dataset.mean=[0.5]", "dataset.std=[0.29]", "dataset.train_pool=256", "--epochs", "1",
+        "--concurrent", "2",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -25,6 +27,19 @@ def test_bench_prints_throughput_and_overheads_side_by_side(tmp_path):
     assert {"dense", "static", "rigl"} <= set(rows)
     assert float(rows["dense"][3]) == 1.0 and float(rows["rigl"][1]) > 0
     assert "topology update" in result.stdout and "amortised over delta_t=100" in result.stdout
+    concurrent = re.search(
+        r"concurrent: 2 RigL runs at once, combined (\d+) images/s; one after another (\d+) images/s; ([\d.]+) x",
+        result.stdout,
+    )
+    together, alone, ratio = (float(value) for value in concurrent.groups())
+    assert together > 0 and alone == float(rows["rigl"][1])
+    assert abs(ratio - together / alone) < 0.01
+
+
+def test_bench_refuses_concurrent_runs_without_rigl(tmp_path):
+    command = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--methods", "dense", "--concurrent", "2"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "keep rigl in --methods" in result.stderr
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

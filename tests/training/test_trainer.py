@@ -42,9 +42,11 @@ def final_state(directory):
     return torch.load(directory / "checkpoint.pt", weights_only=True)["model"]
 
 
-@pytest.mark.parametrize("method", ["rigl", "snfs"])
-def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, monkeypatch, method):
-    overrides = ("train.epochs=4", "masking.delta_t=3", f"masking={method}")
+@pytest.mark.parametrize("method, deterministic", [("rigl", False), ("snfs", False), ("rigl", True)])
+def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
+    tmp_path, monkeypatch, method, deterministic
+):
+    overrides = ("train.epochs=4", "masking.delta_t=3", f"masking={method}", f"train.deterministic={deterministic}")
     run(compose_config(*overrides), tmp_path / "straight")
 
     original = Trainer.train_epoch
@@ -69,6 +71,13 @@ def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(t
     assert a.keys() == b.keys() and any(key.endswith("weight_mask") for key in a)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_each_run_sets_its_own_kernel_determinism(tmp_path):
+    Trainer(compose_config(*QUICK, "train.deterministic=true"), tmp_path / "a")
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    Trainer(compose_config(*QUICK), tmp_path / "b")  # the next run in the same process does not inherit it
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_a_nan_loss_stops_the_run_without_a_summary(tmp_path):

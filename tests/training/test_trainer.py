@@ -73,6 +73,19 @@ def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_compiled_model_trains_under_its_masks_with_unchanged_checkpoint_keys(tmp_path):
+    overrides = (*QUICK, "masking=rigl", "masking.density=0.1")
+    eager = run(compose_config(*overrides), tmp_path / "eager")
+    compiled = run(compose_config(*overrides, "train.compile=on"), tmp_path / "compiled")  # the CUDA default
+    assert compiled["layer_densities"] == eager["layer_densities"] and compiled["test_acc"] > 0.5
+    state = final_state(tmp_path / "compiled")
+    assert state.keys() == final_state(tmp_path / "eager").keys()  # no "_orig_mod." prefix: checkpoints interchange
+    masks = {key.removesuffix("_mask"): mask for key, mask in state.items() if key.endswith("weight_mask")}
+    assert len(masks) == 4 and sum(int(mask.sum()) < mask.numel() for mask in masks.values()) == 3  # 1st layer dense
+    for name, mask in masks.items():
+        assert torch.all(state[name][~mask] == 0), name
+
+
 def test_each_run_sets_its_own_kernel_determinism(tmp_path):
     Trainer(compose_config(*QUICK, "train.deterministic=true"), tmp_path / "a")
     assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()

@@ -70,6 +70,9 @@ class SparseEngine:
                     layer.mask.copy_(mask)
                     layer.n_active = count
                     self._zero_inactive(layer)
+        # The masks again in each weight's dtype and strides: the per-step multiply then takes the fused
+        # multi-tensor path on CUDA (a bool operand would fall back to one kernel per layer).
+        self.gradient_masks = [torch.empty_like(layer.weight).copy_(layer.mask) for layer in self.layers]
         self.topology_log.append((0, self.active_counts()))
 
     # ------------------------------------------------------------------ the per-step path
@@ -86,7 +89,7 @@ class SparseEngine:
         if self.method.is_update_step(step):
             self.update_topology(step)
             return True
-        present = [(g, layer.mask) for g, layer in zip(grads, self.layers) if g is not None]
+        present = [(g, mask) for g, mask in zip(grads, self.gradient_masks) if g is not None]
         if present:
             masked_grads, masks = zip(*present)
             torch._foreach_mul_(list(masked_grads), list(masks))
@@ -100,7 +103,7 @@ class SparseEngine:
         dropped = self.method.drop_counts(step)
         grown = self.method.grow_counts(step, dropped)
         self.last_update = list(zip(dropped, grown))
-        for layer, n_drop, n_grow in zip(self.layers, dropped, grown):
+        for layer, gradient_mask, n_drop, n_grow in zip(self.layers, self.gradient_masks, dropped, grown):
             if n_drop == 0 and n_grow == 0:
                 continue
             kept_count = layer.n_active - n_drop
@@ -110,6 +113,7 @@ class SparseEngine:
             if n_grow:
                 new_mask |= top_k_mask(excluding(new_mask, self.method.grow_scores(layer)), n_grow)
             layer.mask.copy_(new_mask)
+            gradient_mask.copy_(new_mask)
             layer.n_active = kept_count + n_grow
             self._zero_inactive(layer)
         self.topology_log.append((step + 1, self.active_counts()))
@@ -163,6 +167,8 @@ class SparseEngine:
                     f"its record says {saved[layer.name]}"
                 )
             layer.n_active = count
+        with torch.no_grad():
+            torch._foreach_copy_(self.gradient_masks, [layer.mask for layer in self.layers])
         self.step_count = int(state["step"])
         self.topology_log = [(int(start), list(counts)) for start, counts in state["topology_log"]]
         self.generator.set_state(state["generator"])

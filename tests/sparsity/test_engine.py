@@ -57,9 +57,10 @@ def test_hundreds_of_updates_keep_every_invariant(stem, optimizer, masking_for):
     def check(updated):
         nonlocal updates, previous_masks
         updates += updated
-        for layer, before in zip(engine.layers, previous_masks):
+        for layer, before, gradient_mask in zip(engine.layers, previous_masks, engine.gradient_masks):
             assert int(layer.mask.sum()) == layer.n_active
             assert layer.mask.dtype == torch.bool
+            assert gradient_mask.dtype == layer.weight.dtype and torch.equal(gradient_mask.bool(), layer.mask)
             assert not layer.weight[~layer.mask].any(), f"{layer.name}: a masked weight is non-zero"
             for state in optimizer_state_tensors(opt, layer.weight):
                 assert not state[~layer.mask].any(), f"{layer.name}: masked optimizer state is non-zero"
@@ -144,6 +145,8 @@ def test_checkpoint_round_trip_resumes_exactly(stem, masking_for):
     opt2.load_state_dict(state["optimizer"])
     engine2.load_state_dict(state["engine"])
     assert engine2.step_count == 30
+    for layer, gradient_mask in zip(engine2.layers, engine2.gradient_masks):  # the loaded masks, not seed 99's
+        assert torch.equal(gradient_mask.bool(), layer.mask)
     train(model2, opt2, engine2, 50)
 
     for (name, a), b in zip(model.state_dict().items(), model2.state_dict().values()):

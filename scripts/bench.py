@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import multiprocessing.synchronize
+import queue
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -80,42 +82,85 @@ def time_epochs(trainer: Trainer, epochs: int) -> list[float]:
 
 
 def concurrent_worker(
-    cfg: DictConfig, epochs: int, threads: int, warmed_up: threading.Barrier, images: multiprocessing.Queue
+    cfg: DictConfig, epochs: int, threads: int, go: multiprocessing.synchronize.Event, messages: multiprocessing.Queue
 ) -> None:
-    """One of the concurrent runs: warm up, wait for the others, train ``epochs`` epochs, report the images."""
+    """One of the concurrent runs: warm up, say so, wait for the others, train ``epochs`` epochs, report the
+    images it trained on. A failure is reported too, so the benchmark never waits for a run that is gone."""
     torch.set_num_threads(threads)
+    parent = multiprocessing.parent_process()
     try:
         with tempfile.TemporaryDirectory() as scratch:
             trainer = Trainer(cfg, Path(scratch))
             trainer.train_epoch()
-            warmed_up.wait()
+            messages.put(("ready", 0))
+            while not go.wait(timeout=1.0):
+                if not parent.is_alive():  # the benchmark was stopped: give the device back
+                    return
             time_epochs(trainer, epochs)
-            images.put(epochs * len(trainer.data.train))
-    except BaseException:
-        warmed_up.abort()  # the parent and the other runs stop waiting
+            messages.put(("done", epochs * len(trainer.data.train)))
+    except BaseException as error:
+        messages.put(("failed", f"{type(error).__name__}: {error}"))
         raise
+
+
+def collect(messages: multiprocessing.Queue, workers: list[multiprocessing.Process]) -> list[int]:
+    """One message from every worker, in any order; stops the benchmark if a run fails or dies."""
+    values: list[int] = []
+    while len(values) < len(workers):
+        try:
+            kind, value = messages.get(timeout=1.0)
+        except queue.Empty:
+            dead = [worker.exitcode for worker in workers if worker.exitcode not in (None, 0)]
+            if dead:
+                raise SystemExit(f"a concurrent run died (exit code {dead[0]})") from None
+            continue
+        if kind == "failed":
+            raise SystemExit(f"a concurrent run failed: {value}")
+        values.append(value)
+    return values
 
 
 def concurrent_images_per_second(configs: list[DictConfig], epochs: int) -> float:
     """Combined training images/s of one process per config, all on the device at once, after their warm-up."""
     context = torch.multiprocessing.get_context("spawn")  # a fresh process, and CUDA context, per run
-    warmed_up, images = context.Barrier(len(configs) + 1), context.Queue()
+    go, messages = context.Event(), context.Queue()
     threads = max(1, torch.get_num_threads() // len(configs))
-    workers = [
-        context.Process(target=concurrent_worker, args=(cfg, epochs, threads, warmed_up, images)) for cfg in configs
-    ]
+    workers = [context.Process(target=concurrent_worker, args=(cfg, epochs, threads, go, messages)) for cfg in configs]
     for worker in workers:
         worker.start()
     try:
-        warmed_up.wait()
+        collect(messages, workers)  # every run has warmed up
+        go.set()
         start = time.perf_counter()
-        total = sum(images.get() for _ in workers)
-        return total / (time.perf_counter() - start)
-    except threading.BrokenBarrierError:
-        raise SystemExit("a concurrent run failed before its timed epochs; its traceback is above") from None
+        images = sum(collect(messages, workers))
+        return images / (time.perf_counter() - start)
+    except BaseException:
+        for worker in workers:
+            worker.terminate()
+        raise
     finally:
         for worker in workers:
             worker.join()
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One method's steady-state speed."""
+
+    images_per_second: float
+    seconds_per_step: float
+    update_seconds: float = 0.0  # RigL's topology update
+    delta_t: int = 0
+
+
+def measure(trainer: Trainer, epochs: int) -> Measured:
+    """Median of ``epochs`` timed epochs after a warm-up one, and RigL's topology update."""
+    trainer.train_epoch()  # warm-up: allocator, cuDNN autotuning, compilation
+    seconds = statistics.median(time_epochs(trainer, epochs))
+    measured = Measured(len(trainer.data.train) / seconds, seconds / trainer.steps_per_epoch)
+    if trainer.method.name == "rigl":
+        return replace(measured, update_seconds=update_seconds(trainer), delta_t=trainer.method.delta_t)
+    return measured
 
 
 def main() -> None:
@@ -130,36 +175,35 @@ def main() -> None:
         parser.error("--concurrent compares against one RigL run: keep rigl in --methods")
 
     config_dir = Path(__file__).resolve().parents[1] / "conf"
-    results = {}
+    results: dict[str, Measured] = {}
     initialize = initialize_config_dir(config_dir=str(config_dir), version_base="1.3")
     with tempfile.TemporaryDirectory() as scratch, initialize:
         for method in args.methods.split(","):
-            cfg = bench_config(method, args.density, 0, args.overrides)
-            trainer = Trainer(cfg, Path(scratch) / method)
-            trainer.train_epoch()  # warm-up: allocator, cuDNN autotuning, compilation
-            seconds = statistics.median(time_epochs(trainer, args.epochs)) / trainer.steps_per_epoch
-            update = update_seconds(trainer) if method == "rigl" else 0.0
-            results[method] = (trainer, seconds, update)
-        concurrent_configs = [bench_config("rigl", args.density, seed, args.overrides) for seed in range(args.concurrent)]
+            trainer = Trainer(bench_config(method, args.density, 0, args.overrides), Path(scratch) / method)
+            results[method] = measure(trainer, args.epochs)
+            if len(results) == 1:
+                print(f"{trainer.cfg.model.name}, batch {trainer.recipe.batch_size}, density {args.density}, "
+                      f"device {trainer.device}, {trainer.steps_per_epoch} steps/epoch x {args.epochs} timed "
+                      f"epochs, amp={trainer.autocast.keywords['enabled']}, channels_last={trainer.channels_last}, "
+                      f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+            del trainer  # its model, data and optimizer leave the device before the next method's
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        seeds = range(args.concurrent)
+        concurrent_configs = [bench_config("rigl", args.density, seed, args.overrides) for seed in seeds]
 
-    first = next(iter(results.values()))[0]
-    amp = first.autocast.keywords["enabled"]
-    print(f"{cfg.model.name}, batch {first.recipe.batch_size}, density {args.density}, device {first.device}, "
-          f"{first.steps_per_epoch} steps/epoch x {args.epochs} timed epochs, amp={amp}, "
-          f"channels_last={first.channels_last}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    dense = results.get("dense", (None, float("nan"), 0.0))[1]
+    dense = results["dense"].seconds_per_step if "dense" in results else float("nan")
     print(f"\n{'method':<8} {'images/s':>10} {'ms/step':>9} {'vs dense':>9}")
-    for method, (trainer, seconds, update) in results.items():
-        print(f"{method:<8} {trainer.recipe.batch_size / seconds:10.0f} {seconds * 1e3:9.1f} {seconds / dense:9.3f}")
-        if update:
-            delta_t = trainer.method.delta_t
-            amortised = seconds + update / delta_t
-            print(f"{'':<8} topology update {update * 1e3:.1f} ms; amortised over delta_t={delta_t}: "
-                  f"{amortised * 1e3:.1f} ms/step, {amortised / dense:.3f} x dense")
+    for method, measured in results.items():
+        seconds = measured.seconds_per_step
+        print(f"{method:<8} {measured.images_per_second:10.0f} {seconds * 1e3:9.1f} {seconds / dense:9.3f}")
+        if measured.update_seconds:
+            amortised = seconds + measured.update_seconds / measured.delta_t
+            print(f"{'':<8} topology update {measured.update_seconds * 1e3:.1f} ms; amortised over "
+                  f"delta_t={measured.delta_t}: {amortised * 1e3:.1f} ms/step, {amortised / dense:.3f} x dense")
     if concurrent_configs:
         together = concurrent_images_per_second(concurrent_configs, args.epochs)
-        trainer, seconds, _ = results["rigl"]
-        alone = trainer.recipe.batch_size / seconds
+        alone = results["rigl"].images_per_second
         verdict = "pays" if together > alone else "does not pay"
         print(f"\nconcurrent: {args.concurrent} RigL runs at once, combined {together:.0f} images/s; "
               f"one after another {alone:.0f} images/s; {together / alone:.2f} x, running them together {verdict}")

@@ -12,8 +12,9 @@ Invariants, after construction and after every ``step()``:
 
 - masked weights, and every optimizer state tensor of a masked weight (SGD momentum, Adam moments), are
   exactly zero. Gradients are masked before the optimizer steps, so with weights and state already zero at
-  masked positions, weight decay and Nesterov momentum leave them at zero; no weight-sized tensor is
-  allocated, one foreach multiply covers all masked gradients, and nothing is read back from the device.
+  masked positions, weight decay and Nesterov momentum leave them at zero. A step allocates no
+  weight-sized tensor (the masks are also kept in the weights' dtype, once, for the multiply), one foreach
+  multiply covers all masked gradients, and nothing is read back from the device.
 - each layer's active count is exact and known on the host.
 
 Two choices, made once for every method:
@@ -167,8 +168,9 @@ class SparseEngine:
                     f"its record says {saved[layer.name]}"
                 )
             layer.n_active = count
-        with torch.no_grad():
-            torch._foreach_copy_(self.gradient_masks, [layer.mask for layer in self.layers])
+        if self.layers:
+            with torch.no_grad():
+                torch._foreach_copy_(self.gradient_masks, [layer.mask for layer in self.layers])
         self.step_count = int(state["step"])
         self.topology_log = [(int(start), list(counts)) for start, counts in state["topology_log"]]
         self.generator.set_state(state["generator"])

@@ -31,7 +31,6 @@ class Recipe:
     amp: str  # bf16 autocast: auto = on for CUDA
     channels_last: str
     compile: str  # torch.compile of the model (the masked optimizer step stays eager)
-    deterministic: bool  # deterministic CUDA kernels, so that a resumed run repeats an uninterrupted one bit for bit
     eval_batch_size: int
 
     def __post_init__(self) -> None:
@@ -50,7 +49,6 @@ class Recipe:
         require_choice("train.channels_last", self.channels_last, SWITCHES)
         require_choice("train.compile", self.compile, SWITCHES)
         require_bool("train.nesterov", self.nesterov)
-        require_bool("train.deterministic", self.deterministic)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Recipe:

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rigl_repro.data import Split, load_splits, normalise, random_crop_flip
-from rigl_repro.errors import ConfigError, require_int
+from rigl_repro.errors import ConfigError, require_bool, require_int
 from rigl_repro.flops.accounting import flop_summary, model_layer_flops, pretraining_flops
 from rigl_repro.flops.counting import layer_flops
 from rigl_repro.models import build_model, count_sparsifiable_weights
@@ -64,8 +64,11 @@ def select_kernels(deterministic: bool, on_cuda: bool) -> None:
     another's. On the CPU the kernels are deterministic either way. An op with no deterministic CUDA
     implementation warns, naming itself, rather than stopping a long run.
     """
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS first starts
+    if deterministic and "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
+        if torch.cuda.is_initialized():  # cuBLAS may have read its configuration already
+            log.warning("deterministic=true after CUDA started in this process: set CUBLAS_WORKSPACE_CONFIG=:4096:8 "
+                        "in the environment for deterministic cuBLAS")
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = on_cuda and not deterministic
 
@@ -77,6 +80,7 @@ class Trainer:
         self.cfg, self.output_dir = cfg, Path(output_dir)
         require_int("seed", cfg.seed, 0)
         require_int("checkpoint.every_epochs", cfg.checkpoint.every_epochs, 1)
+        deterministic = require_bool("deterministic", cfg.deterministic)
         validate_mode(cfg.logger.mode)
         self.recipe = Recipe.from_config(OmegaConf.to_container(cfg.train, resolve=True))
         masking = OmegaConf.to_container(cfg.masking, resolve=True)
@@ -88,7 +92,7 @@ class Trainer:
         )
         self.channels_last = enabled(self.recipe.channels_last, on_cuda)
 
-        select_kernels(self.recipe.deterministic, on_cuda)
+        select_kernels(deterministic, on_cuda)
         torch.manual_seed(int(cfg.seed))
         self.data = load_splits(OmegaConf.to_container(cfg.dataset, resolve=True), self.device)
         num_classes = int(cfg.dataset.num_classes)

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 
 from rigl_repro.models import small_cnn
 from rigl_repro.sparsity.methods import DropAndGrow
-from tests.helpers import make_run, train
+from tests.helpers import batch_for, make_run, train
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "masking"
 CONFIGS = {path.stem: OmegaConf.to_container(OmegaConf.load(path)) for path in sorted(CONF.glob("*.yaml"))}
@@ -180,3 +181,19 @@ def test_every_registered_method_has_a_config_checked_here():
     from rigl_repro.sparsity import available_methods
 
     assert set(available_methods()) <= {config["name"] for config in CONFIGS.values()}
+
+
+def test_gradient_masks_share_the_layout_of_channels_last_gradients():
+    """Same dtype and strides as each gradient: the condition for CUDA's fused multi-tensor multiply."""
+    model = small_cnn(width=0.25).to(memory_format=torch.channels_last)
+    model, opt, engine = make_run({"name": "rigl", "density": 0.2, "delta_t": 1000}, model=model)
+    inputs, targets = batch_for(0)
+    nn.functional.cross_entropy(model(inputs.contiguous(memory_format=torch.channels_last)), targets).backward()
+    convolutions = 0
+    for layer, gradient_mask in zip(engine.layers, engine.gradient_masks):
+        grad = layer.weight.grad
+        assert gradient_mask.dtype == grad.dtype and gradient_mask.stride() == grad.stride(), layer.name
+        convolutions += grad.dim() == 4 and grad.is_contiguous(memory_format=torch.channels_last)
+    assert convolutions == 3
+    assert engine.step() is False
+    assert all(not layer.weight.grad[~layer.mask].any() for layer in engine.layers)

@@ -6,7 +6,7 @@ from rigl_repro.training.recipe import Recipe, learning_rate_factor
 CIFAR10 = dict(
     epochs=250, batch_size=128, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, lr_decay_factor=0.2,
     lr_decay_every=30000, warmup_epochs=0, label_smoothing=0.0, length_multiplier=1, amp="auto",
-    channels_last="auto", compile="auto", deterministic=False, eval_batch_size=1000,
+    channels_last="auto", compile="auto", eval_batch_size=1000,
 )  # fmt: skip
 
 
@@ -32,7 +32,6 @@ def test_length_multiplier_scales_epochs_and_decay_interval():
         ("lr", -1, r"train.lr=-1 is out of range"),
         ("length_multiplier", 0, r"train.length_multiplier=0 is out of range"),
         ("amp", "yes", "train.amp='yes' is not known; choose one of: auto, on, off"),
-        ("deterministic", "yes", "train.deterministic='yes' is invalid; expected true or false"),
         ("nesterov", 1, "train.nesterov=1 is invalid; expected true or false"),
     ],
 )

@@ -1,5 +1,7 @@
 """The benchmark script, and (on a GPU) that a training step never synchronises with the host."""
 
+import importlib
+import multiprocessing
 import re
 import subprocess
 import sys
@@ -60,3 +62,13 @@ def test_a_training_step_never_synchronises_with_the_host(tmp_path):
             trainer.scheduler.step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_a_failing_concurrent_run_stops_the_benchmark_instead_of_hanging(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # the spawned runs import the script by name too
+    bench = importlib.import_module("bench")
+    configs = [compose_config("device=cpu", "train.epochs=1"), compose_config("device=cpu", "masking.density=2")]
+    with pytest.raises(SystemExit, match="a concurrent run failed: ConfigError: masking.density=2"):
+        bench.concurrent_images_per_second(configs, epochs=1)
+    assert multiprocessing.active_children() == []  # the healthy run, waiting for the start, was stopped
+

@@ -42,11 +42,13 @@ def final_state(directory):
     return torch.load(directory / "checkpoint.pt", weights_only=True)["model"]
 
 
-@pytest.mark.parametrize("method, deterministic", [("rigl", False), ("snfs", False), ("rigl", True)])
+@pytest.mark.parametrize(
+    "method, deterministic", [("rigl", False), ("snfs", False), ("dense", False), ("rigl", True)]
+)
 def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
     tmp_path, monkeypatch, method, deterministic
 ):
-    overrides = ("train.epochs=4", "masking.delta_t=3", f"masking={method}", f"train.deterministic={deterministic}")
+    overrides = ("train.epochs=4", "masking.delta_t=3", f"masking={method}", f"deterministic={deterministic}")
     run(compose_config(*overrides), tmp_path / "straight")
 
     original = Trainer.train_epoch
@@ -68,7 +70,7 @@ def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
     straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
     assert resumed["test_acc"] == straight["test_acc"] and resumed["layer_densities"] == straight["layer_densities"]
     a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
-    assert a.keys() == b.keys() and any(key.endswith("weight_mask") for key in a)
+    assert a.keys() == b.keys() and any(key.endswith("weight_mask") for key in a) == (method != "dense")
     for key in a:
         assert torch.equal(a[key], b[key]), key
 
@@ -77,20 +79,23 @@ def test_a_compiled_model_trains_under_its_masks_with_unchanged_checkpoint_keys(
     overrides = (*QUICK, "masking=rigl", "masking.density=0.1")
     eager = run(compose_config(*overrides), tmp_path / "eager")
     compiled = run(compose_config(*overrides, "train.compile=on"), tmp_path / "compiled")  # the CUDA default
-    assert compiled["layer_densities"] == eager["layer_densities"] and compiled["test_acc"] > 0.5
+    assert compiled["test_acc"] > 0.5 and abs(compiled["test_acc"] - eager["test_acc"]) < 0.1
     state = final_state(tmp_path / "compiled")
     assert state.keys() == final_state(tmp_path / "eager").keys()  # no "_orig_mod." prefix: checkpoints interchange
+    initial = torch.load(tmp_path / "compiled" / "initial.pt", weights_only=True)
     masks = {key.removesuffix("_mask"): mask for key, mask in state.items() if key.endswith("weight_mask")}
-    assert len(masks) == 4 and sum(int(mask.sum()) < mask.numel() for mask in masks.values()) == 3  # 1st layer dense
+    moved = [name for name, mask in masks.items() if not torch.equal(mask, initial[f"{name}_mask"])]
+    assert len(masks) == 4 and len(moved) == 3  # the topology updates took effect (the first layer stays dense)
     for name, mask in masks.items():
-        assert torch.all(state[name][~mask] == 0), name
+        assert torch.all(state[name][~mask] == 0), name  # and the compiled model trained under them
 
 
 def test_each_run_sets_its_own_kernel_determinism(tmp_path):
-    Trainer(compose_config(*QUICK, "train.deterministic=true"), tmp_path / "a")
+    deterministic = Trainer(compose_config(*QUICK, "deterministic=true"), tmp_path / "a")
     assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
-    Trainer(compose_config(*QUICK), tmp_path / "b")  # the next run in the same process does not inherit it
+    default = Trainer(compose_config(*QUICK), tmp_path / "b")  # the next run in the same process does not inherit it
     assert not torch.are_deterministic_algorithms_enabled()
+    assert deterministic.fingerprint() == default.fingerprint()  # so a run resumes under either setting
 
 
 def test_a_nan_loss_stops_the_run_without_a_summary(tmp_path):

@@ -5,10 +5,24 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 SUMMARY_FILE = "summary.json"
+IDENTITY_KEYS = ("dataset", "model", "masking", "train", "seed")
+# Training options that change how fast a run goes, not what it computes (same optimizer, schedule, data
+# and masks), so a run may resume, and counts in its table cell, under any of their values.
+EXECUTION_OPTIONS = ("amp", "channels_last", "compile", "eval_batch_size")
+
+
+def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a run's resolved configuration that determines its results: a checkpoint resumes, a
+    finished run is reused and a run fills a table cell only under the same identity."""
+    identity = {key: config.get(key) for key in IDENTITY_KEYS}
+    if isinstance(identity["train"], Mapping):
+        identity["train"] = {k: v for k, v in identity["train"].items() if k not in EXECUTION_OPTIONS}
+    return identity
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

@@ -21,15 +21,14 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from rigl_repro.results import collect_summaries
-from rigl_repro.training.trainer import FINGERPRINT_KEYS
+from rigl_repro.results import collect_summaries, run_identity
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
     """The identity of a run: its result-determining configuration as canonical JSON."""
-    return json.dumps({key: config.get(key) for key in FINGERPRINT_KEYS}, sort_keys=True)
+    return json.dumps(run_identity(config), sort_keys=True)
 
 
 @dataclass

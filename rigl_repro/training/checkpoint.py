@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from rigl_repro.errors import ConfigError
+from rigl_repro.results import run_identity
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -50,7 +51,7 @@ def load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any
         ) from None
     if not isinstance(state, dict) or "fingerprint" not in state:
         raise CheckpointError(f"{path} is not a rigl-repro checkpoint; move it away to start this run afresh")
-    saved, current = flatten(json.loads(state["fingerprint"])), flatten(fingerprint)
+    saved, current = flatten(run_identity(json.loads(state["fingerprint"]))), flatten(fingerprint)
     changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
     if changed:
         details = ", ".join(f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in changed[:4])

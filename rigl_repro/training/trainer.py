@@ -28,7 +28,7 @@ from rigl_repro.errors import ConfigError, require_bool, require_int
 from rigl_repro.flops.accounting import flop_summary, model_layer_flops, pretraining_flops
 from rigl_repro.flops.counting import layer_flops
 from rigl_repro.models import build_model, count_sparsifiable_weights
-from rigl_repro.results import SUMMARY_FILE, atomic_write_json, read_summary
+from rigl_repro.results import SUMMARY_FILE, atomic_write_json, read_summary, run_identity
 from rigl_repro.sparsity import SparseEngine, build_method
 from rigl_repro.sparsity.distributions import budgeted_layers
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
@@ -36,7 +36,6 @@ from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
 from rigl_repro.training.tracking import Tracker, validate_mode
 
 log = logging.getLogger(__name__)
-FINGERPRINT_KEYS = ("dataset", "model", "masking", "train", "seed")
 INITIAL_WEIGHTS_FILE = "initial.pt"
 
 
@@ -139,8 +138,7 @@ class Trainer:
     # ------------------------------------------------------------------ identity and checkpoints
     def fingerprint(self) -> dict[str, Any]:
         """The configuration that determines this run's results: a checkpoint must match it to resume."""
-        resolved = OmegaConf.to_container(self.cfg, resolve=True)
-        return {key: resolved[key] for key in FINGERPRINT_KEYS}
+        return run_identity(OmegaConf.to_container(self.cfg, resolve=True))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -335,8 +333,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         trainer = Trainer(cfg, output_dir)  # validates everything before the folder is touched
         output_dir.mkdir(parents=True, exist_ok=True)
         return trainer.fit()
-    current = OmegaConf.to_container(cfg, resolve=True)
-    changed = sorted(k for k in FINGERPRINT_KEYS if finished["config"].get(k) != current.get(k))
+    current = run_identity(OmegaConf.to_container(cfg, resolve=True))
+    changed = sorted(key for key, value in run_identity(finished["config"]).items() if value != current[key])
     if changed:
         raise CheckpointError(
             f"{output_dir} holds a finished run of a different configuration (differs in: {', '.join(changed)}); "

@@ -9,7 +9,7 @@ import torch
 from rigl_repro.data.cifar import md5_of
 from rigl_repro.errors import ConfigError
 from rigl_repro.training import Trainer, TrainingDiverged, run
-from rigl_repro.training.checkpoint import CheckpointError
+from rigl_repro.training.checkpoint import CheckpointError, load_checkpoint
 from tests.helpers import compose_config, write_archive
 
 QUICK = ("train.epochs=3", "masking.delta_t=5")
@@ -120,6 +120,14 @@ def test_a_corrupted_checkpoint_is_refused_and_kept(tmp_path):
     with pytest.raises(CheckpointError, match="cannot be read"):
         run(compose_config(*QUICK), tmp_path)
     assert (tmp_path / "checkpoint.pt").read_bytes() == b"\x00garbage"
+
+
+def test_speed_options_do_not_stop_a_run_from_resuming_or_being_reused(tmp_path):
+    finished = run(compose_config(*QUICK, "train.compile=off", "train.eval_batch_size=50"), tmp_path)
+    assert run(compose_config(*QUICK, "deterministic=true"), tmp_path) == finished  # reused, not refused
+    trainer = Trainer(compose_config(*QUICK, "train.amp=on", "train.channels_last=on"), tmp_path)
+    trainer.load_state_dict(load_checkpoint(tmp_path / "checkpoint.pt", trainer.fingerprint()))
+    assert trainer.epoch == 3
 
 
 def test_a_finished_run_is_reused_not_overwritten(tmp_path):

@@ -129,7 +129,9 @@ class Trainer:
         )
         self.engine = SparseEngine(self.model, self.optimizer, self.method, self.total_steps, seed=int(cfg.seed))
         if enabled(self.recipe.compile, on_cuda):
-            self.model.compile()  # in place: parameter and mask names, and so checkpoints, are unchanged
+            # In place, so parameter and mask names (and checkpoints) are unchanged. Static shapes: the full
+            # batches keep their specialised kernels, and an epoch's last, smaller batch gets its own.
+            self.model.compile(dynamic=False)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
         self.order_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed))
         self.augment_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed) + 1)

@@ -43,11 +43,22 @@ def test_a_smoke_sweep_runs_every_job_under_slurm(cluster, tmp_path):
     logs = list((tmp_path / ".submitit").rglob("*_log.out"))
     assert len(logs) == 4 and all("done: test accuracy" in log.read_text() for log in logs)
     array = {log.name.split("_")[0] for log in logs}
-    accounting = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(array)], env=env, capture_output=True,
-        text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    assert len(accounting) == 4 and all(line.endswith("|COMPLETED") for line in accounting)
+    assert sorted(final_states(array, env)) == ["COMPLETED"] * 4
+
+
+def final_states(jobs, env, patience_s=60):
+    """The accounting states of ``jobs``' tasks once none is still running: submitit hands back a result as
+    soon as the job has written it, a moment before SLURM records the job's end."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        accounting = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(jobs)], env=env, capture_output=True,
+            text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        states = [line.split("|")[1] for line in accounting]
+        if not {"PENDING", "RUNNING", "COMPLETING"} & set(states) or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
 
 
 def test_stopping_the_cluster_stops_only_its_own_daemons(cluster):

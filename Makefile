@@ -61,6 +61,9 @@ endif
 ifeq ($(filter $(LAUNCHER),local parallel slurm),)
 $(error LAUNCHER=$(LAUNCHER) is not known; use LAUNCHER=local, parallel or slurm)
 endif
+ifeq ($(shell [ "$(JOBS)" -ge 1 ] 2>/dev/null && echo ok),)
+$(error JOBS=$(JOBS) is invalid; expected the number of runs at once, an integer >= 1)
+endif
 
 tables: table1 table2 table3 table4 table5
 figures: fig1 fig2 fig3 fig4

@@ -171,6 +171,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per method (after one warm-up)")
     parser.add_argument("--concurrent", type=int, default=0, metavar="N", help="then N RigL runs at once")
     args = parser.parse_args()
+    if args.concurrent < 0:
+        parser.error(f"--concurrent {args.concurrent} is invalid; expected the number of runs at once, >= 1")
     if args.concurrent and "rigl" not in args.methods.split(","):
         parser.error("--concurrent compares against one RigL run: keep rigl in --methods")
 

@@ -38,10 +38,14 @@ def test_bench_prints_throughput_and_overheads_side_by_side(tmp_path):
     assert abs(ratio - together / alone) < 0.01
 
 
-def test_bench_refuses_concurrent_runs_without_rigl(tmp_path):
-    command = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--methods", "dense", "--concurrent", "2"]
+@pytest.mark.parametrize(
+    "arguments, message",
+    [(["--methods", "dense", "--concurrent", "2"], "keep rigl in --methods"), (["--concurrent", "-1"], "invalid")],
+)
+def test_bench_refuses_bad_concurrent_options(tmp_path, arguments, message):
+    command = [sys.executable, str(ROOT / "scripts" / "bench.py"), *arguments]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "keep rigl in --methods" in result.stderr
+    assert result.returncode == 2 and message in result.stderr.splitlines()[-1]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -8,11 +8,15 @@ from typing import Any
 
 import torch
 
+from rigl_repro.data.augment import AUGMENTATIONS
 from rigl_repro.data.cifar import load_cifar
 from rigl_repro.data.digits import load_digits_uint8
-from rigl_repro.errors import ConfigError
+from rigl_repro.errors import ConfigError, require_choice
 
 SOURCES = ("cifar", "digits", "synthetic")
+# Which training images are held out for validation: the last ones in file order (the report's code,
+# ``DatasetSplitter`` over an unshuffled index map in ``data.py``) or a random draw fixed by split_seed.
+VAL_SPLITS = ("last", "random")
 
 
 @dataclass
@@ -31,16 +35,22 @@ class DataSplits:
     test: Split
     mean: torch.Tensor
     std: torch.Tensor
-    augment: bool
+    augment: str  # one of rigl_repro.data.augment.AUGMENTATIONS
 
 
-def holdout(images: torch.Tensor, labels: torch.Tensor, size: int, seed: int) -> tuple[Split, Split | None]:
-    """Split off ``size`` examples, chosen by a permutation fixed by ``seed``, as the validation set."""
+def holdout(
+    images: torch.Tensor, labels: torch.Tensor, size: int, seed: int, how: str = "random"
+) -> tuple[Split, Split | None]:
+    """Split off ``size`` examples as the validation set: the last ``size`` (``how="last"``) or ones chosen
+    by a permutation fixed by ``seed`` (``"random"``). The others keep their order."""
     if size == 0:
         return Split(images, labels), None
     if not 0 < size < len(labels):
         raise ConfigError(f"dataset.val_size={size} must be in [0, {len(labels) - 1}] for this dataset")
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    if how == "last":
+        order = torch.arange(len(labels))
+    else:
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     keep, held = order[:-size], order[-size:]
     return Split(images[keep], labels[keep]), Split(images[held], labels[held])
 
@@ -48,6 +58,8 @@ def holdout(images: torch.Tensor, labels: torch.Tensor, size: int, seed: int) ->
 def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
     """The splits that the ``dataset`` config describes, moved to ``device``."""
     source = cfg["source"]
+    augmentation = require_choice("dataset.augment", cfg["augment"], AUGMENTATIONS)
+    val_split = require_choice("dataset.val_split", cfg["val_split"], VAL_SPLITS)
     if source == "cifar":
         train_x, train_y, test_x, test_y = load_cifar(
             cfg["root"], cfg["folder"], cfg["archive"], cfg["url"], cfg["md5"],
@@ -73,7 +85,7 @@ def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
             f"dataset.train_pool={cfg['train_pool']} but the dataset has {len(train_y)} training images; "
             "set it to the size of the training set (it fixes step counts for FLOP planning)"
         )
-    train, val = holdout(train_x, train_y, int(cfg["val_size"]), int(cfg["split_seed"]))
+    train, val = holdout(train_x, train_y, int(cfg["val_size"]), int(cfg["split_seed"]), val_split)
 
     def to_device(split: Split | None) -> Split | None:
         return None if split is None else Split(split.images.to(device), split.labels.to(device))
@@ -84,5 +96,5 @@ def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
         test=to_device(Split(test_x, test_y)),
         mean=torch.tensor(cfg["mean"], dtype=torch.float32, device=device),
         std=torch.tensor(cfg["std"], dtype=torch.float32, device=device),
-        augment=bool(cfg["augment"]),
+        augment=augmentation,
     )

@@ -20,6 +20,7 @@ from rigl_repro.models import build_model, count_sparsifiable_weights
 from rigl_repro.sparsity import build_method
 from rigl_repro.sparsity.distributions import nonzero_counts
 from rigl_repro.sparsity.masks import weight_shapes
+from rigl_repro.sparsity.schedules import schedule_length
 from rigl_repro.training.recipe import Recipe
 
 
@@ -39,9 +40,10 @@ def plan_flops(cfg: DictConfig) -> dict[str, Any]:
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     counts = nonzero_counts(shapes, method.distribution_densities(shapes)) if method.masked else sizes
 
-    per_epoch = steps_per_epoch(int(dataset.train_pool) - int(dataset.val_size), recipe.batch_size)
+    train_size = int(dataset.train_pool) - int(dataset.val_size)
+    per_epoch = steps_per_epoch(train_size, recipe.batch_size)
     total_steps, reference_steps = recipe.total_epochs * per_epoch, recipe.epochs * per_epoch
-    method.plan(total_steps)
+    method.plan(schedule_length(recipe.total_epochs, train_size, recipe.batch_size))
     updates = [step for step in range(total_steps) if method.is_update_step(step)]
     ordered = [counts[name] for name in shapes]
     log = [(0, ordered)] + [(step + 1, ordered) for step in updates] if method.masked else []

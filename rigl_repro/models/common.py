@@ -8,8 +8,9 @@ from torch import nn
 
 
 def scaled(channels: int, width: float) -> int:
-    """Channel count under a width multiplier (at least one channel)."""
-    return max(1, int(round(channels * width)))
+    """Channel count under a width multiplier, rounded down as the report's code does (``int(c * s)``), and
+    at least one channel."""
+    return max(1, int(channels * width))
 
 
 def init_convs(model: nn.Module) -> None:

@@ -14,17 +14,20 @@ Invariants, after construction and after every ``step()``:
   exactly zero. Gradients are masked before the optimizer steps, so with weights and state already zero at
   masked positions, weight decay and Nesterov momentum leave them at zero. A step allocates no
   weight-sized tensor (the masks are also kept in the weights' dtype, once, for the multiply), one foreach
-  multiply covers all masked gradients, and nothing is read back from the device.
+  multiply covers all masked gradients, and nothing is read back from the device. The exception is a
+  method with dense optimizer state (the report's SNFS): its gradients stay dense, the optimizer steps
+  every weight, and one foreach multiply zeroes the masked weights after the step.
 - each layer's active count is exact and known on the host.
 
 Two choices, made once for every method:
 
 - an update step changes the topology only: its batch's dense gradient feeds the growth criterion and the
-  optimizer does not step, as in Evci et al.'s code. Such a step costs one sparse forward, one sparse
-  backward for activations and one dense weight gradient (2 f_S + f_D), the term of RigL's training-FLOP
-  formula.
-- a connection dropped and grown again in the same update keeps its weight and momentum (its mask bit never
-  changes, as in Evci et al.'s code); every newly grown weight, and its momentum, starts at exactly zero.
+  optimizer does not step, as in Evci et al.'s and the report's code. Such a step costs one sparse forward,
+  one sparse backward for activations and one dense weight gradient (2 f_S + f_D), the term of RigL's
+  training-FLOP formula.
+- every newly grown weight starts at exactly zero, and so does its momentum unless the optimizer state is
+  dense. A connection dropped and grown again in the same update keeps its momentum, and its weight unless
+  the method zeroes regrown weights (``masking.regrown``).
 """
 
 from __future__ import annotations
@@ -41,18 +44,22 @@ from rigl_repro.sparsity.methods.base import SparseMethod
 
 
 class SparseEngine:
-    """Masks for ``model``'s conv and linear weights, kept exact under ``method`` for ``total_steps``."""
+    """Masks for ``model``'s conv and linear weights, kept exact under ``method``.
+
+    ``total_steps`` is the length that the method's schedules are fractions of (T_end, the pruning window):
+    the run's step count, or the report code's count, ``rigl_repro.sparsity.schedules.schedule_length``.
+    """
 
     def __init__(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         method: SparseMethod,
-        total_steps: int,
+        total_steps: float,
         seed: int = 0,
     ) -> None:
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ConfigError(f"total training steps must be a positive integer, got {total_steps!r}")
+        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, float)) or not total_steps >= 1:
+            raise ConfigError(f"total training steps must be a number >= 1, got {total_steps!r}")
         self.model, self.optimizer, self.method = model, optimizer, method
         device = next(model.parameters()).device
         self.generator = torch.Generator(device=device)
@@ -90,6 +97,11 @@ class SparseEngine:
         if self.method.is_update_step(step):
             self.update_topology(step)
             return True
+        if self.method.dense_optimizer_state():
+            self.optimizer.step()
+            with torch.no_grad():
+                torch._foreach_mul_([layer.weight for layer in self.layers], self.gradient_masks)
+            return False
         present = [(g, mask) for g, mask in zip(grads, self.gradient_masks) if g is not None]
         if present:
             masked_grads, masks = zip(*present)
@@ -112,7 +124,10 @@ class SparseEngine:
                 raise RuntimeError(f"{layer.name}: cannot drop {n_drop} and grow {n_grow} of {layer.n_active}")
             new_mask = top_k_mask(restricted_to(layer.mask, self.method.drop_scores(layer)), kept_count)
             if n_grow:
-                new_mask |= top_k_mask(excluding(new_mask, self.method.grow_scores(layer)), n_grow)
+                grown = top_k_mask(excluding(new_mask, self.method.grow_scores(layer)), n_grow)
+                if self.method.zeroes_regrown():
+                    layer.weight.data.masked_fill_(grown & layer.mask, 0.0)
+                new_mask |= grown
             layer.mask.copy_(new_mask)
             gradient_mask.copy_(new_mask)
             layer.n_active = kept_count + n_grow
@@ -120,8 +135,11 @@ class SparseEngine:
         self.topology_log.append((step + 1, self.active_counts()))
 
     def _zero_inactive(self, layer: SparseLayer) -> None:
-        """Zero the weight and its optimizer state wherever the mask is false."""
+        """Zero the weight and, unless the method keeps it dense, its optimizer state wherever the mask is
+        false."""
         layer.weight.data.mul_(layer.mask)
+        if self.method.dense_optimizer_state():
+            return
         for value in self.optimizer.state.get(layer.weight, {}).values():
             if isinstance(value, torch.Tensor) and value.shape == layer.weight.shape:
                 value.mul_(layer.mask)

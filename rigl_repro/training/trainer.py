@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from rigl_repro.data import Split, load_splits, normalise, random_crop_flip
+from rigl_repro.data import Split, augment_batch, load_splits, normalise
 from rigl_repro.errors import ConfigError, require_bool, require_int
 from rigl_repro.flops.accounting import flop_summary, model_layer_flops, pretraining_flops
 from rigl_repro.flops.counting import layer_flops
@@ -31,6 +31,7 @@ from rigl_repro.models import build_model, count_sparsifiable_weights
 from rigl_repro.results import SUMMARY_FILE, atomic_write_json, read_summary, run_identity
 from rigl_repro.sparsity import SparseEngine, build_method
 from rigl_repro.sparsity.distributions import budgeted_layers
+from rigl_repro.sparsity.schedules import schedule_length
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
 from rigl_repro.training.tracking import Tracker, validate_mode
@@ -109,25 +110,26 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.data.train) / self.recipe.batch_size)
         self.epochs = self.recipe.total_epochs
         self.total_steps = self.epochs * self.steps_per_epoch
+        # Mask schedules are fractions of the report code's count of steps (examples / batch size).
+        self.schedule_steps = schedule_length(self.epochs, len(self.data.train), self.recipe.batch_size)
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
+            self.recipe.parameter_groups(self.model),
             lr=self.recipe.lr,
             momentum=self.recipe.momentum,
             nesterov=self.recipe.nesterov,
-            weight_decay=self.recipe.weight_decay,
             fused=on_cuda,  # one kernel for the whole parameter list
         )
-        warmup_steps = round(self.recipe.warmup_epochs * self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             partial(
                 learning_rate_factor,
-                warmup_steps=warmup_steps,
+                warmup_steps=self.recipe.warmup_steps,
+                steps_per_epoch=self.steps_per_epoch,
                 decay_every=self.recipe.decay_interval(),
                 decay_factor=self.recipe.lr_decay_factor,
             ),
         )
-        self.engine = SparseEngine(self.model, self.optimizer, self.method, self.total_steps, seed=int(cfg.seed))
+        self.engine = SparseEngine(self.model, self.optimizer, self.method, self.schedule_steps, seed=int(cfg.seed))
         if enabled(self.recipe.compile, on_cuda):
             # In place, so parameter and mask names (and checkpoints) are unchanged. Static shapes: the full
             # batches keep their specialised kernels, and an epoch's last, smaller batch gets its own.
@@ -241,8 +243,7 @@ class Trainer:
         for indices in order.split(self.recipe.batch_size):
             bar.update(indices.shape[0])
             images, labels = train.images[indices], train.labels[indices]
-            if self.data.augment:
-                images = random_crop_flip(images, 4, self.augment_generator)
+            images = augment_batch(images, self.data.augment, self.augment_generator)
             inputs = self.prepare(images)
             with self.autocast():
                 logits = self.model(inputs)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from rigl_repro.data.cifar import DatasetMissingError, load_cifar, md5_of
+from rigl_repro.errors import ConfigError
 from rigl_repro.data.splits import load_splits
 from tests.helpers import write_archive
 
@@ -83,8 +84,8 @@ def test_validation_split_is_fixed_disjoint_and_optional(tmp_path, cifar10_archi
     archive, _ = cifar10_archive
     dataset = {
         **cifar10_options(tmp_path / "data", archive),
-        "source": "cifar", "train_pool": 100, "val_size": 10, "split_seed": 0, "augment": True,
-        "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+        "source": "cifar", "train_pool": 100, "val_size": 10, "val_split": "random", "split_seed": 0,
+        "augment": "reflect_crop_flip", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
     }  # fmt: skip
     first, again = load_splits(dataset, torch.device("cpu")), load_splits(dataset, torch.device("cpu"))
     assert (len(first.train), len(first.val), len(first.test)) == (90, 10, 10)
@@ -93,3 +94,18 @@ def test_validation_split_is_fixed_disjoint_and_optional(tmp_path, cifar10_archi
     assert not any(bytes(image.numpy()) in train_rows for image in first.val.images)
     everything = load_splits({**dataset, "val_size": 0}, torch.device("cpu"))
     assert everything.val is None and len(everything.train) == 100
+
+
+def test_the_report_codes_validation_split_is_the_last_images_in_file_order(tmp_path, cifar10_archive):
+    archive, _ = cifar10_archive
+    dataset = {
+        **cifar10_options(tmp_path / "data", archive),
+        "source": "cifar", "train_pool": 100, "val_size": 10, "val_split": "last", "split_seed": 0,
+        "augment": "reflect_crop_flip", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+    }  # fmt: skip
+    splits = load_splits(dataset, torch.device("cpu"))
+    everything = load_splits({**dataset, "val_size": 0}, torch.device("cpu"))
+    assert torch.equal(splits.val.images, everything.train.images[90:])
+    assert torch.equal(splits.train.images, everything.train.images[:90])
+    with pytest.raises(ConfigError, match="dataset.val_split='first' is not known; choose one of: last, random"):
+        load_splits({**dataset, "val_split": "first"}, torch.device("cpu"))

@@ -31,6 +31,11 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "masking"
         ("distribution", "random", r"masking.distribution='random' is not known; choose one of: uniform, er, erk"),
         ("redistribution", "sg", r"masking.redistribution='sg' is not known; choose one of: none, grad, momentum"),
         ("erk_power_scale", 0, r"masking.erk_power_scale=0 is out of range"),
+        ("update_timing", "late", r"masking.update_timing='late' is not known; choose one of: report_code, google"),
+        ("drop_rounding", "round", r"masking.drop_rounding='round' is not known; choose one of: ceil, floor"),
+        ("regrown", "reset", r"masking.regrown='reset' is not known; choose one of: zero, keep"),
+        ("adjust_prune_rate", "yes", r"masking.adjust_prune_rate='yes' is invalid; expected true or false"),
+        ("redistribution_rule", "x", r"masking.redistribution_rule='x' is not known; choose one of: capped, prop"),
     ],
 )
 def test_out_of_range_options_name_the_option_and_allowed_values(option, value, message):
@@ -53,6 +58,10 @@ def test_method_specific_options_are_checked():
         build_method({"name": "snfs", "momentum_coefficient": 1.0})
     with pytest.raises(ConfigError, match="masking.scope='local' is not known"):
         build_method({"name": "pruning", "scope": "local"})
+    with pytest.raises(ConfigError, match="masking.growth_momentum='adam' is not known"):
+        build_method({"name": "snfs", "growth_momentum": "adam"})
+    with pytest.raises(ConfigError, match="masking.width_rule='exact' is not known; choose one of: sqrt, weight_count"):
+        build_method({"name": "small_dense", "width_rule": "exact"})
     with pytest.raises(ConfigError, match="masking.end_fraction=0.1 must be greater than masking.start_fraction=0.5"):
         build_method({"name": "pruning", "start_fraction": 0.5, "end_fraction": 0.1})
 
@@ -65,8 +74,9 @@ def test_custom_map_naming_a_missing_layer_fails_at_engine_construction():
 def test_total_steps_must_be_positive():
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(ConfigError, match="total training steps must be a positive integer"):
-        SparseEngine(model, opt, build_method({"name": "rigl"}), total_steps=0)
+    for bad in (0, 0.5, float("nan"), True, "100"):
+        with pytest.raises(ConfigError, match="total training steps must be a number >= 1"):
+            SparseEngine(model, opt, build_method({"name": "rigl"}), total_steps=bad)
 
 
 def test_every_method_has_a_config_and_every_config_builds():

@@ -27,31 +27,43 @@ def single_layer_run(method, weight, mask, alpha=0.3, **options):
     return model, opt, engine, layer
 
 
-def test_rigl_drops_smallest_magnitudes_and_grows_largest_gradients():
+@pytest.mark.parametrize(
+    "rounding, expected",
+    [  # drops ceil(0.3 * 5) = 2 (the report's code) or floor(1.5) = 1 (Evci et al.)
+        ("ceil", [[True, False, True, False, True, False, True, True]]),
+        ("floor", [[True, False, True, True, True, False, True, False]]),
+    ],
+)
+def test_rigl_drops_smallest_magnitudes_and_grows_largest_gradients(rounding, expected):
     weight = torch.tensor([[5.0, -0.1, 3.0, 0.2, 4.0, 0.0, 0.0, 0.0]])
     mask = torch.tensor([[True, True, True, True, True, False, False, False]])
-    model, opt, engine, layer = single_layer_run("rigl", weight, mask)  # drops floor(0.3 * 5) = 1
+    model, opt, engine, layer = single_layer_run("rigl", weight, mask, drop_rounding=rounding)
     layer.weight.grad = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.5, -2.0, 1.0]])
     engine.update_topology(1)
-    assert layer.mask.tolist() == [[True, False, True, True, True, False, True, False]]
+    assert layer.mask.tolist() == expected
     assert layer.weight[0, 6] == 0.0 and layer.n_active == 5
-    assert engine.last_update == [(1, 1)]
+    n = 2 if rounding == "ceil" else 1
+    assert engine.last_update == [(n, n)]
 
 
-def test_a_dropped_connection_grown_again_keeps_its_weight():
+@pytest.mark.parametrize("regrown, weight_after", [("keep", -0.1), ("zero", 0.0)])
+def test_a_dropped_connection_grown_again_keeps_its_momentum_and_its_weight_unless_zeroed(regrown, weight_after):
     weight = torch.tensor([[5.0, -0.1, 3.0, 0.2, 4.0, 0.0, 0.0, 0.0]])
     mask = torch.tensor([[True, True, True, True, True, False, False, False]])
-    model, opt, engine, layer = single_layer_run("rigl", weight, mask)
+    model, opt, engine, layer = single_layer_run("rigl", weight, mask, regrown=regrown, drop_rounding="floor")
+    momentum = torch.tensor([[0.5, 0.7, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0]])
+    opt.state[layer.weight]["momentum_buffer"] = momentum.clone()
     layer.weight.grad = torch.tensor([[0.0, 9.0, 0.0, 0.0, 0.0, 0.5, 2.0, 1.0]])
-    engine.update_topology(1)
+    engine.update_topology(1)  # drops -0.1 (the smallest) and grows it back (the largest gradient)
     assert layer.mask.tolist() == mask.tolist()
-    assert layer.weight[0, 1].item() == pytest.approx(-0.1)
+    assert layer.weight[0, 1].item() == pytest.approx(weight_after)
+    assert torch.equal(opt.state[layer.weight]["momentum_buffer"], momentum)  # the report's reset_momentum keeps it
 
 
 def test_growth_never_picks_active_weights_when_few_candidates_have_a_gradient():
     weight = torch.arange(1.0, 11.0).reshape(1, 10)
     mask = torch.tensor([[True] * 6 + [False] * 4])
-    model, opt, engine, layer = single_layer_run("rigl", weight, mask, alpha=0.55)  # drops floor(0.55 * 6) = 3
+    model, opt, engine, layer = single_layer_run("rigl", weight, mask, alpha=0.55, drop_rounding="floor")  # drops 3
     grad = torch.zeros(1, 10)
     grad[0, 5] = 100.0  # the one large gradient sits on a kept weight
     grad[0, 8] = 1.0
@@ -62,6 +74,40 @@ def test_growth_never_picks_active_weights_when_few_candidates_have_a_gradient()
     assert layer.n_active == 6 and int(layer.mask.sum()) == 6
     # Candidates 0..2 and 6..9: index 8 has the only non-zero score; ties among zeros go to the lowest index.
     assert layer.mask[0].nonzero().flatten().tolist() == [0, 1, 3, 4, 5, 8]
+
+
+def three_layer_run(method, active, **options):
+    """Three 10x10 linear layers, all in the budget, with ``active`` leading weights active in each."""
+    model = nn.Sequential(*(nn.Linear(10, 10, bias=False) for _ in range(3)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    densities = {f"{i}.weight": count / 100 for i, count in enumerate(active)}
+    cfg = {"name": method, "distribution": "custom", "custom_densities": densities, "delta_t": 1, **options}
+    engine = SparseEngine(model, opt, build_method(cfg), total_steps=10**6)
+    with torch.no_grad():
+        for layer, count in zip(engine.layers, active):
+            layer.mask.copy_(torch.arange(100).reshape(10, 10) < count)
+            layer.weight.copy_(torch.arange(1.0, 101.0).reshape(10, 10) * layer.mask)
+            layer.weight.grad = torch.rand(10, 10) + 0.01
+    return model, opt, engine
+
+
+@pytest.mark.parametrize("adjust, first_drops", [(True, 9), (False, 27)])
+def test_a_dense_layer_with_an_above_average_share_drops_at_most_its_sparsity(adjust, first_drops):
+    # Shares of the active counts: 90/130 > 1/3 for the 90%-dense first layer, so it drops min(0.1, 0.3) of
+    # its weights: ceil(0.1 * 90) = 9 (Masking.adjust_prune_rate); the others ceil(0.3 * 20) = 6.
+    model, opt, engine = three_layer_run("rigl", [90, 20, 20], alpha=0.3, adjust_prune_rate=adjust)
+    assert engine.method.drop_counts(0) == [first_drops, 6, 6]
+
+
+def test_a_small_dense_layer_keeps_its_mask_but_its_smallest_weights_restart_at_zero():
+    # ERK's dense layers in the report's code: a 100%-dense layer with a below-average share drops ceil(f n)
+    # weights, and the only free positions are those, so they all grow back -- at zero (regrown: zero).
+    model, opt, engine = three_layer_run("rigl", [100, 100, 100], alpha=0.3, adjust_prune_rate=False)
+    engine.update_topology(0)
+    first = engine.layers[0]
+    assert bool(first.mask.all())
+    zeroed = (first.weight == 0).flatten().nonzero().flatten().tolist()
+    assert zeroed == list(range(30))  # the 30 smallest magnitudes (1 .. 30)
 
 
 def test_set_grows_among_inactive_positions_only_and_exactly_as_many():
@@ -79,8 +125,9 @@ def test_set_grows_among_inactive_positions_only_and_exactly_as_many():
     assert sum(int((layer.mask & ~mask).sum()) for layer, mask in zip(engine.layers, before)) > 0
 
 
-def test_snfs_keeps_a_dense_momentum_while_the_optimizer_momentum_stays_sparse():
-    model, opt, engine = make_run({"name": "snfs", "density": 0.1, "delta_t": 50}, total_steps=100)
+def test_separate_snfs_momentum_is_dense_while_the_optimizer_momentum_stays_sparse():
+    masking = {"name": "snfs", "density": 0.1, "delta_t": 50, "growth_momentum": "separate"}
+    model, opt, engine = make_run(masking, total_steps=100)
     train(model, opt, engine, 5)
     layer = engine.layers[2]
     dense = engine.method.momentum(layer)
@@ -88,15 +135,66 @@ def test_snfs_keeps_a_dense_momentum_while_the_optimizer_momentum_stays_sparse()
     assert not opt.state[layer.weight]["momentum_buffer"][~layer.mask].any()
 
 
+def test_grown_snfs_weights_carry_the_dense_momentum_that_selected_them():
+    model, opt, engine = make_run({"name": "snfs", "density": 0.1, "delta_t": 50}, total_steps=1000)
+    train(model, opt, engine, 49)  # the update falls on step 49 (update_timing: report_code)
+    before = [(layer.mask.clone(), opt.state[layer.weight]["momentum_buffer"].clone()) for layer in engine.layers]
+    updated = []
+    train(model, opt, engine, 1, updated.append)
+    assert updated == [True]
+    grown_anywhere = []
+    for layer, (mask, buffer) in zip(engine.layers, before):
+        grown = layer.mask & ~mask
+        momentum = opt.state[layer.weight]["momentum_buffer"]
+        assert torch.equal(momentum, buffer)  # no optimizer step, no reset: the buffer is as it was
+        assert not layer.weight[grown].any()  # grown weights start at zero...
+        if grown.any():
+            assert momentum[grown].abs().min() > 0  # ...with the momentum that selected them
+        grown_anywhere.append(grown)
+    assert any(g.any() for g in grown_anywhere)
+    train(model, opt, engine, 1)  # the next step moves every grown weight by its momentum
+    assert all(layer.weight[g].all() for layer, g in zip(engine.layers, grown_anywhere))
+
+
+def test_snfs_grows_the_largest_dense_momenta_and_leaves_the_buffer_as_it_is():
+    weight = torch.tensor([[5.0, -0.1, 3.0, 0.2, 4.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, True, True, False, False, False]])
+    model, opt, engine, layer = single_layer_run("snfs", weight, mask)
+    momentum = torch.tensor([[0.1, 0.1, 0.1, 0.1, 0.1, 0.3, -2.0, 1.0]])
+    opt.state[layer.weight]["momentum_buffer"] = momentum.clone()
+    engine.update_topology(1)  # drops ceil(0.3 * 5) = 2: -0.1 and 0.2; grows where |momentum| is largest
+    assert layer.mask.tolist() == [[True, False, True, False, True, False, True, True]]
+    assert layer.weight.tolist() == [[5.0, 0.0, 3.0, 0.0, 4.0, 0.0, 0.0, 0.0]]
+    assert torch.equal(opt.state[layer.weight]["momentum_buffer"], momentum)
+
+
 def test_redistribution_moves_density_towards_layers_with_larger_statistics():
     model, opt, engine = make_run({"name": "rigl", "redistribution": "grad", "density": 0.2, "delta_t": 1}, 100)
     train(model, opt, engine, 1)
-    scores = engine.method.redistribution_scores()
+    scores = engine.method.layer_statistics()
     assert len(scores) == len(engine.layers) and all(s >= 0 for s in scores)
     densities = [engine.layer_densities()]
     train(model, opt, engine, 20)
     densities.append(engine.layer_densities())
     assert densities[0] != densities[1]
+
+
+@pytest.mark.parametrize("stem", ["rigl_sg", "rigl_sm", "snfs"])
+def test_uniform_with_redistribution_never_changes_the_dense_first_layer(stem):
+    from tests.sparsity.test_engine import CONFIGS
+
+    masking = {**CONFIGS[stem], "distribution": "uniform", "density": 0.1, "delta_t": 1, "alpha": 0.5}
+    model, opt, engine = make_run(masking, total_steps=400)
+    first, *rest = engine.layers
+    moved = []
+
+    def check(updated):
+        assert first.n_active == first.size and bool(first.mask.all())
+        moved.append([layer.n_active for layer in rest])
+
+    train(model, opt, engine, 200, check)
+    assert moved[0] != moved[-1]  # the budgeted layers did trade weights
+    assert sum(moved[-1]) == sum(moved[0])
 
 
 @pytest.mark.parametrize("scope", ["layerwise", "global"])

@@ -23,13 +23,24 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
-from rigl_repro.sparsity.distributions import DISTRIBUTIONS, layer_densities, nonzero_counts
+from rigl_repro.errors import ConfigError, require_bool, require_choice, require_in_range, require_int
+from rigl_repro.sparsity.distributions import DISTRIBUTIONS, budgeted_layers, layer_densities, nonzero_counts
 from rigl_repro.sparsity.masks import SparseLayer, random_mask
-from rigl_repro.sparsity.redistribution import allocate_proportionally
-from rigl_repro.sparsity.schedules import cosine_drop_fraction, end_step, is_periodic_update
+from rigl_repro.sparsity.redistribution import REDISTRIBUTION_RULES, allocate
+from rigl_repro.sparsity.schedules import (
+    DROP_ROUNDINGS,
+    UPDATE_TIMINGS,
+    cosine_drop_fraction,
+    drop_count,
+    end_step,
+    is_periodic_update,
+    schedule_step,
+)
 
 REDISTRIBUTIONS = ("none", "grad", "momentum")
+REGROWN = ("zero", "keep")
+# Dettmers' adjust_prune_rate: a layer denser than this whose statistic share is above average drops less.
+DENSE_LAYER_SPARSITY = 0.2
 
 
 @dataclass(kw_only=True, eq=False)
@@ -39,6 +50,8 @@ class SparseMethod:
     ``density`` is the target fraction of non-zero weights over the budgeted layers, split across layers by
     ``distribution`` (``uniform`` is the report's "Random"). ``alpha``, ``delta_t`` and ``t_end_fraction``
     are RigL's drop fraction, update interval and the fraction of training after which masks freeze.
+    ``update_timing`` and ``drop_rounding`` choose between the report's code and Evci et al.'s where they
+    differ by a step or a weight (``rigl_repro.sparsity.schedules``; docs/fidelity.md).
     """
 
     name: ClassVar[str] = ""
@@ -55,6 +68,8 @@ class SparseMethod:
     delta_t: int = 100
     t_end_fraction: float = 0.75
     redistribution: str = "none"
+    update_timing: str = "report_code"
+    drop_rounding: str = "ceil"
 
     def __post_init__(self) -> None:
         require_in_range("masking.density", self.density, 0.0, 1.0, low_open=True)
@@ -64,6 +79,8 @@ class SparseMethod:
         require_in_range("masking.t_end_fraction", self.t_end_fraction, 0.0, 1.0, low_open=True)
         require_choice("masking.redistribution", self.redistribution, REDISTRIBUTIONS)
         require_int("masking.delta_t", self.delta_t, 1)
+        require_choice("masking.update_timing", self.update_timing, UPDATE_TIMINGS)
+        require_choice("masking.drop_rounding", self.drop_rounding, DROP_ROUNDINGS)
 
     # ---------------------------------------------------------------- wiring (called once by the engine)
     def setup(
@@ -71,17 +88,31 @@ class SparseMethod:
         model: nn.Module,
         layers: list[SparseLayer],
         optimizer: torch.optim.Optimizer,
-        total_steps: int,
+        total_steps: float,
         generator: torch.Generator,
     ) -> None:
         """Receive the objects the method reads from; subclasses allocate their state here."""
         self.model, self.layers, self.optimizer, self.generator = model, layers, optimizer, generator
+        budget = set(budgeted_layers(self.distribution, {layer.name: () for layer in layers}))
+        # Layers outside the density budget (Uniform's dense first layer) are never changed: the report's
+        # code does not even mask them (``random_init`` in sparselearning/funcs/init_scheme.py).
+        self.updated = [layer.name in budget for layer in layers]
         self.plan(total_steps)
 
-    def plan(self, total_steps: int) -> None:
-        """Fix the step schedule for a run of ``total_steps`` (needs no model: FLOP planning uses it)."""
+    def plan(self, total_steps: float) -> None:
+        """Fix the step schedule for a run whose schedules span ``total_steps`` (the schedule length of
+        ``rigl_repro.sparsity.schedules.schedule_length``; needs no model: FLOP planning uses it)."""
         self.total_steps = total_steps
         self.t_end = end_step(total_steps, self.t_end_fraction)
+
+    def zeroes_regrown(self) -> bool:
+        """Whether a connection dropped and grown back in the same update restarts at weight zero."""
+        return False
+
+    def dense_optimizer_state(self) -> bool:
+        """Whether the optimizer's state stays dense (masked weights are zeroed after its step, not their
+        gradients before it): the report's SNFS, whose growth reads the optimizer's dense momentum."""
+        return False
 
     def keeps_layer_densities(self) -> bool:
         """Whether every layer's density stays at its starting value for the whole run."""
@@ -177,32 +208,84 @@ class SparseMethod:
         return [f.name for f in fields(cls)]
 
 
+@dataclass(kw_only=True, eq=False)
 class DropAndGrow(SparseMethod):
-    """Dynamic sparse training: every ``delta_t`` steps until T_end, each layer drops the
-    ``floor(f(t) * n_active)`` smallest-magnitude weights, with f(t) the cosine-decayed drop fraction of
+    """Dynamic sparse training: every ``delta_t`` steps until T_end, each layer drops ``f(t) * n_active``
+    smallest-magnitude weights (rounded by ``drop_rounding``), with f(t) the cosine-decayed drop fraction of
     equation 1, and grows as many (RigL, SET) or a redistributed share of the total (SNFS, RigL-SG/SM).
+
+    As the report's code (``Masking.truncate_weights``), after Dettmers & Zettlemoyer's:
+
+    - ``adjust_prune_rate``: a layer more than 80% dense whose statistic share (the redistribution
+      statistic, or its active count without redistribution) is above 1/L drops at most its sparsity
+      (``Masking.adjust_prune_rate``). Evci et al.'s code has no such rule.
+    - ``regrown: zero``: a connection dropped and grown back in the same update restarts at weight 0 and
+      keeps its momentum (``abs_grad_growth`` and ``random_growth`` zero every grown weight); ``keep``
+      leaves it untouched (Evci et al.; the report's SNFS).
+    - ``redistribution_rule``: how regrown weights are shared (``rigl_repro.sparsity.redistribution``).
 
     Subclasses define ``grow_scores``.
     """
 
+    regrown: str = "zero"
+    adjust_prune_rate: bool = True
+    redistribution_rule: str = "capped"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_choice("masking.regrown", self.regrown, REGROWN)
+        require_choice("masking.redistribution_rule", self.redistribution_rule, REDISTRIBUTION_RULES)
+        require_bool("masking.adjust_prune_rate", self.adjust_prune_rate)
+
+    def zeroes_regrown(self) -> bool:
+        return self.regrown == "zero"
+
     def is_update_step(self, step: int) -> bool:
-        return is_periodic_update(step, self.delta_t, self.t_end)
+        return is_periodic_update(step, self.delta_t, self.t_end, self.update_timing)
 
     def drop_counts(self, step: int) -> list[int]:
-        fraction = cosine_drop_fraction(step, self.alpha, self.t_end)
-        return [math.floor(fraction * layer.n_active) for layer in self.layers]
+        fraction = cosine_drop_fraction(schedule_step(step, self.update_timing), self.alpha, self.t_end)
+        fractions = self.layer_drop_fractions(fraction)
+        return [
+            drop_count(rate, layer.n_active, self.drop_rounding) if updated else 0
+            for layer, rate, updated in zip(self.layers, fractions, self.updated)
+        ]
+
+    def layer_drop_fractions(self, fraction: float) -> list[float]:
+        """The drop fraction of every layer, after ``adjust_prune_rate``."""
+        if not self.adjust_prune_rate or fraction == 0.0:
+            return [fraction] * len(self.layers)
+        statistics = self.layer_statistics()
+        total = sum(s for s, updated in zip(statistics, self.updated) if updated)
+        average_share = 1.0 / max(sum(self.updated), 1)
+        fractions = []
+        for layer, statistic, updated in zip(self.layers, statistics, self.updated):
+            sparsity = 1.0 - layer.density
+            if updated and total > 0 and sparsity < DENSE_LAYER_SPARSITY and statistic / total > average_share:
+                fractions.append(min(sparsity, fraction))
+            else:
+                fractions.append(fraction)
+        return fractions
 
     def grow_counts(self, step: int, dropped: Sequence[int]) -> list[int]:
         if self.redistribution == "none":
             return list(dropped)
-        capacities = [layer.size - layer.n_active + n for layer, n in zip(self.layers, dropped)]
-        return allocate_proportionally(sum(dropped), self.redistribution_scores(), capacities)
+        capacities = [
+            layer.size - layer.n_active + n if updated else 0
+            for layer, n, updated in zip(self.layers, dropped, self.updated)
+        ]
+        scores = [s if updated else 0.0 for s, updated in zip(self.layer_statistics(), self.updated)]
+        return allocate(self.redistribution_rule, sum(dropped), scores, capacities)
 
-    def redistribution_scores(self) -> list[float]:
-        """Mean magnitude over active weights of the sparse gradient or momentum, per layer (section 6.2).
+    def layer_statistics(self) -> list[float]:
+        """Each layer's redistribution statistic before the update (``Masking.gather_statistics``): the
+        mean magnitude over its active weights of the dense gradient or the momentum (section 6.2), or,
+        without redistribution, its active count.
 
         One host read per update, never per step.
         """
+        if self.redistribution == "none":
+            return [float(layer.n_active) for layer in self.layers]
         means = []
         for layer in self.layers:
             source = layer.weight.grad if self.redistribution == "grad" else self.momentum(layer)

@@ -1,9 +1,13 @@
 """Lottery tickets (Frankle & Carbin 2018), as the report's Tables 2 and 3 use them.
 
-The mask keeps, in each layer, the largest-magnitude weights of a trained dense run, with the per-layer
-counts of the layer-wise distribution; the weights are rewound to that dense run's initial weights, and
-training proceeds with the mask fixed. Both weight files are PyTorch state dicts (or checkpoints holding
-one under ``"model"``), loaded without unpickling arbitrary objects.
+The mask is that of a trained run: where ``trained_weights`` holds the run's masks (a checkpoint of this
+project) and they have the per-layer counts of the layer-wise distribution, they are taken as they are;
+otherwise each layer keeps its largest-magnitude trained weights at those counts. The weights are rewound
+to the run's initial weights, and training proceeds with the mask fixed. The report's code takes the final
+mask of its pruning run with the same density and seed (``lottery_ticket_init`` in
+``sparselearning/funcs/init_scheme.py``), and the same seed gives it the same initial weights; the
+``lottery`` variant points both files at that run. Both weight files are PyTorch state dicts (or checkpoints
+holding one under ``"model"``), loaded without unpickling arbitrary objects.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 import torch
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.sparsity.masks import top_k_mask
+from rigl_repro.sparsity.masks import MASK_BUFFER, SparseLayer, top_k_mask
 from rigl_repro.sparsity.methods.base import SparseMethod
 
 
@@ -58,7 +62,14 @@ class LotteryTicket(SparseMethod):
                 f"masking.initial_weights does not fit the model (missing: {absent[:5]}, "
                 f"unexpected: {incompatible.unexpected_keys[:5]})"
             )
-        return [
-            top_k_mask(trained[layer.name].to(layer.weight.device).abs(), count)
-            for layer, count in zip(self.layers, counts)
-        ]
+        return [self.trained_mask(trained, layer, count) for layer, count in zip(self.layers, counts)]
+
+    @staticmethod
+    def trained_mask(trained: dict[str, torch.Tensor], layer: SparseLayer, count: int) -> torch.Tensor:
+        """The trained run's own mask of ``layer`` if it has ``count`` active weights, else the top-``count``
+        trained magnitudes."""
+        saved = trained.get(layer.name.removesuffix("weight") + MASK_BUFFER)
+        if saved is not None and saved.dtype == torch.bool and saved.shape == layer.weight.shape:
+            if int(saved.sum()) == count:
+                return saved.to(layer.weight.device)
+        return top_k_mask(trained[layer.name].to(layer.weight.device).abs(), count)

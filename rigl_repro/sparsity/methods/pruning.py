@@ -9,8 +9,12 @@ sparsity follows ``s(t) = s_f * (1 - (1 - (t - t0) / (t1 - t0)) ** 3)`` and prun
 - ``scope: layerwise``: each layer follows the schedule towards its own final density under the layer-wise
   distribution, ``s_l(t) = (1 - d_l) * s(t) / s_f``.
 
-The report's code prunes from step 700 to step 65,918 (75%) of 87,891, every 100 steps. The defaults are
-fractions of that: 0.008 (step 703 of 87,891) to 0.75, the end moved back onto the delta_t grid.
+The report's code (``conf/specific/cifar10_wrn_22_2_pruning.yaml``, ``MagnitudePruneDecay`` in
+``sparselearning/funcs/decay.py``) prunes every 100 steps from step 700 to step 65,918 of its 87,890.6-step
+schedule; the defaults are those fractions (0.00796 and 0.75 of the schedule length). Under
+``update_timing: report_code`` each pruning step moves the budgeted layers to the schedule's sparsity of the
+previous step, removing ``ceil`` (``drop_rounding``) of the weights that takes (``global_magnitude_prune``
+rounds ``tokill`` up).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from rigl_repro.errors import ConfigError, require_choice, require_in_range
 from rigl_repro.sparsity.distributions import budgeted_layers
 from rigl_repro.sparsity.masks import restricted_to
 from rigl_repro.sparsity.methods.base import SparseMethod
-from rigl_repro.sparsity.schedules import cubic_sparsity, end_step, is_pruning_step, pruning_window
+from rigl_repro.sparsity.schedules import cubic_sparsity, end_step, is_pruning_step, pruning_window, schedule_step
 
 
 @dataclass(kw_only=True, eq=False)
@@ -33,7 +37,7 @@ class GradualPruning(SparseMethod):
     """Zhu & Gupta pruning with the masking interval ``delta_t`` as its pruning interval (report, 4.4)."""
 
     name = "pruning"
-    start_fraction: float = 0.008
+    start_fraction: float = 0.00796  # step 700 of 87,890.6, the report code's start_when
     end_fraction: float = 0.75
     scope: str = "global"
 
@@ -52,14 +56,17 @@ class GradualPruning(SparseMethod):
         super().setup(model, layers, optimizer, total_steps, generator)
         self.final_counts = super().initial_counts()
 
-    def plan(self, total_steps: int) -> None:
+    def plan(self, total_steps: float) -> None:
         super().plan(total_steps)
-        self.start, self.end = pruning_window(total_steps, self.start_fraction, self.end_fraction, self.delta_t)
-        if self.end <= self.start:
+        self.start, self.end = pruning_window(
+            total_steps, self.start_fraction, self.end_fraction, self.delta_t, self.update_timing
+        )
+        first_steps = range(self.start, min(self.end, self.start + self.delta_t + 1) + 1)
+        if not any(self.is_update_step(s) and schedule_step(s, self.update_timing) > self.start for s in first_steps):
             raise ConfigError(
                 f"masking.delta_t={self.delta_t} is longer than the pruning window (steps "
                 f"{end_step(total_steps, self.start_fraction)} to {end_step(total_steps, self.end_fraction)} of "
-                f"{total_steps}): no pruning step would happen; lower masking.delta_t or train longer"
+                f"{total_steps:g}): no pruning step would happen; lower masking.delta_t or train longer"
             )
 
     def keeps_layer_densities(self) -> bool:
@@ -69,17 +76,26 @@ class GradualPruning(SparseMethod):
         return [layer.size for layer in self.layers]
 
     def is_update_step(self, step: int) -> bool:
-        return is_pruning_step(step, self.start, self.end, self.delta_t)
+        return is_pruning_step(step, self.start, self.end, self.delta_t, self.update_timing)
+
+    def progress(self, step: int) -> float:
+        """How far the cubic schedule is from dense (0) to its final sparsity (1) for an update at ``step``."""
+        return cubic_sparsity(schedule_step(step, self.update_timing), 1.0, self.start, self.end)
+
+    def kept(self, full: int, final: int, step: int) -> int:
+        """Weights kept of ``full`` when the schedule goes to ``final``: the dropped part is rounded by
+        ``drop_rounding``."""
+        to_drop = self.progress(step) * (full - final)
+        return full - (math.ceil(to_drop) if self.drop_rounding == "ceil" else math.floor(to_drop))
 
     def target_counts(self, step: int) -> list[int]:
         """Active weights per layer that the cubic schedule asks for at ``step``."""
         return self.global_targets(step) if self.scope == "global" else self.layerwise_targets(step)
 
     def layerwise_targets(self, step: int) -> list[int]:
-        progress = cubic_sparsity(step, 1.0, self.start, self.end)
         targets = []
-        for layer, final in zip(self.layers, self.final_counts):
-            target = math.floor(layer.size - progress * (layer.size - final) + 0.5)
+        for layer, final, updated in zip(self.layers, self.final_counts, self.updated):
+            target = self.kept(layer.size, final, step) if updated else layer.n_active
             targets.append(max(final, min(layer.size, target)))
         return targets
 
@@ -94,8 +110,7 @@ class GradualPruning(SparseMethod):
         pruned = [layer for layer in self.layers if layer.name in budget]
         final_total = sum(count for layer, count in zip(self.layers, self.final_counts) if layer.name in budget)
         full_total = sum(layer.size for layer in pruned)
-        progress = cubic_sparsity(step, 1.0, self.start, self.end)
-        keep = math.floor(full_total - progress * (full_total - final_total) + 0.5)
+        keep = self.kept(full_total, final_total, step)
         scores = torch.cat([restricted_to(layer.mask, self.drop_scores(layer)).reshape(-1) for layer in pruned])
         owner = torch.cat([torch.full((layer.size,), i, device=scores.device) for i, layer in enumerate(pruned)])
         chosen = torch.sort(scores, descending=True, stable=True).indices[:keep]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from rigl_repro.errors import require_choice
 from rigl_repro.sparsity.methods.base import SparseMethod
+
+WIDTH_RULES = ("sqrt", "weight_count")
 
 
 def width_for_density(count_weights: Callable[[float], int], density: float, iterations: int = 40) -> float:
@@ -26,11 +31,25 @@ def width_for_density(count_weights: Callable[[float], int], density: float, ite
     return min(candidates, key=lambda w: (abs(count_weights(w) - target), w))
 
 
+@dataclass(kw_only=True, eq=False)
 class SmallDense(SparseMethod):
-    """Dense training of a narrower model (report, 4.4): no masks, a width multiplier instead."""
+    """Dense training of a narrower model (report, 4.4): no masks, a width multiplier instead.
+
+    ``width_rule: sqrt`` (the report's code, ``models/wide_resnet.py`` and ``models/resnet.py``): every
+    channel count times ``sqrt(density)``, rounded down, so the weight count is about ``density`` times the
+    full model's (slightly less, from the rounding). ``weight_count``: the width whose conv and linear weights
+    come closest to ``density`` times the full model's (the report's text gives no rule).
+    """
 
     name = "small_dense"
     masked = False
+    width_rule: str = "sqrt"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_choice("masking.width_rule", self.width_rule, WIDTH_RULES)
 
     def width_multiplier(self, count_weights: Callable[[float], int]) -> float:
+        if self.width_rule == "sqrt":
+            return math.sqrt(self.density)
         return width_for_density(count_weights, self.density)

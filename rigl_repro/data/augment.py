@@ -135,10 +135,11 @@ def crop_resize(
     x0, x1, wx = (torch.where(flip[:, None], t.flip(1), t) for t in (x0, x1, wx))
     y0, y1, wy = taps(top, box_h, height)
     pixels = images.float().permute(0, 2, 3, 1)  # (B, H, W, C): one gather per tap
-    rows = pixels[index[:, :, None], torch.arange(height, device=device)[None, :, None], x0[:, None, :]] * (
-        1 - wx[:, None, :, None]
-    ) + pixels[index[:, :, None], torch.arange(height, device=device)[None, :, None], x1[:, None, :]] * wx[:, None, :, None]
-    rows = rows.add_(0.5).floor_()
+    every_row = torch.arange(height, device=device)[None, :, None]
+    left_tap = pixels[index[:, :, None], every_row, x0[:, None, :]]
+    right_tap = pixels[index[:, :, None], every_row, x1[:, None, :]]
+    weight = wx[:, None, :, None]
+    rows = (left_tap * (1 - weight) + right_tap * weight).add_(0.5).floor_()
     out = rows[index, y0] * (1 - wy[:, :, None, None]) + rows[index, y1] * wy[:, :, None, None]
     return out.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8).permute(0, 3, 1, 2)
 

@@ -53,12 +53,12 @@ def test_crop_resize_is_pil_crop_then_bilinear_resize_bit_for_bit():
     flip = torch.rand(batch, generator=generator) < 0.5
     ours = crop_resize(images, top, left, box_h, box_w, flip)
     for i in range(batch):
-        t, l, h, w = int(top[i]), int(left[i]), int(box_h[i]), int(box_w[i])
-        pil = Image.fromarray(images[i].permute(1, 2, 0).numpy()).crop((l, t, l + w, t + h))
+        t, x, h, w = int(top[i]), int(left[i]), int(box_h[i]), int(box_w[i])
+        pil = Image.fromarray(images[i].permute(1, 2, 0).numpy()).crop((x, t, x + w, t + h))
         pil = pil.resize((32, 32), Image.BILINEAR)
         if flip[i]:
             pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
-        assert torch.equal(ours[i], torch.from_numpy(np.array(pil)).permute(2, 0, 1)), (t, l, h, w)
+        assert torch.equal(ours[i], torch.from_numpy(np.array(pil)).permute(2, 0, 1)), (t, x, h, w)
 
 
 def test_resized_crop_boxes_follow_torchvision_defaults(monkeypatch):

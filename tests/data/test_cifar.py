@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from rigl_repro.data.cifar import DatasetMissingError, load_cifar, md5_of
-from rigl_repro.errors import ConfigError
 from rigl_repro.data.splits import load_splits
+from rigl_repro.errors import ConfigError
 from tests.helpers import write_archive
 
 CIFAR10_FILES = {"train_files": [f"data_batch_{i}" for i in range(1, 6)], "test_files": ["test_batch"]}

@@ -292,3 +292,22 @@ def test_global_pruning_never_empties_a_layer():
 def test_a_pruning_window_shorter_than_delta_t_is_refused():
     with pytest.raises(ConfigError, match=r"masking.delta_t=100 is longer than the pruning window"):
         make_run({"name": "pruning", "delta_t": 100}, total_steps=100)
+
+
+def test_a_re_initialised_run_starts_from_the_source_runs_final_masks(tmp_path):
+    source_masking = {"name": "rigl", "density": 0.2, "delta_t": 2, "redistribution": "momentum"}
+    model, opt, engine = make_run(source_masking, total_steps=40)
+    train(model, opt, engine, 30)
+    torch.save({"model": model.state_dict()}, tmp_path / "checkpoint.pt")
+    masking = {
+        "name": "rigl", "distribution": "custom", "custom_densities": engine.layer_densities(),
+        "initial_mask": str(tmp_path / "checkpoint.pt"),
+    }  # fmt: skip
+    _, _, restarted = make_run(masking, total_steps=40, seed=7)
+    for source, layer in zip(engine.layers, restarted.layers):
+        assert torch.equal(source.mask, layer.mask) and layer.n_active == source.n_active
+    _, _, fresh = make_run({**masking, "initial_mask": ""}, total_steps=40, seed=7)
+    assert [layer.n_active for layer in fresh.layers] == [layer.n_active for layer in engine.layers]
+    assert not all(torch.equal(a.mask, b.mask) for a, b in zip(engine.layers, fresh.layers))
+    with pytest.raises(ConfigError, match="has .* active weights in .*, the distribution asks for"):
+        make_run({**masking, "distribution": "uniform", "custom_densities": None}, total_steps=40)

@@ -130,6 +130,20 @@ def test_speed_options_do_not_stop_a_run_from_resuming_or_being_reused(tmp_path)
     assert trainer.epoch == 3
 
 
+def test_a_run_finished_under_the_previous_recipe_is_not_reused(tmp_path):
+    """Runs trained before the report code's recipe (no dropout option, decay on every parameter, zero
+    padding, floor drop counts, ...) hold configs without those keys: they are refused, never reused."""
+    finished = run(compose_config(*QUICK), tmp_path)
+    old = json.loads((tmp_path / "summary.json").read_text())
+    for group, key in [("masking", "update_timing"), ("masking", "regrown"), ("train", "decay_norm_and_bias")]:
+        del old["config"][group][key]
+    old["config"]["train"]["warmup_epochs"] = old["config"]["train"].pop("warmup_steps")
+    (tmp_path / "summary.json").write_text(json.dumps(old))
+    with pytest.raises(CheckpointError, match=r"different configuration \(differs in: masking, train\)"):
+        run(compose_config(*QUICK), tmp_path)
+    assert finished["config"]["train"]["decay_norm_and_bias"] is False
+
+
 def test_a_finished_run_is_reused_not_overwritten(tmp_path):
     first = run(compose_config("train.epochs=1"), tmp_path)
     stamp = (tmp_path / "summary.json").stat().st_mtime_ns
@@ -177,7 +191,13 @@ def test_a_cifar10_run_on_a_generated_archive_with_augmentation(tmp_path):
         "train.epochs=2", "train.batch_size=16", "masking.delta_t=2", "masking.distribution=erk",
     )  # fmt: skip
     trainer = Trainer(cfg, tmp_path / "run")
-    assert trainer.data.augment and len(trainer.data.train) == 50 and trainer.data.train.images.dtype == torch.uint8
+    assert trainer.data.augment == "reflect_crop_flip" and trainer.data.train.images.dtype == torch.uint8
+    last_images = torch.from_numpy(batches["data_batch_5"][1][2:])  # the validation split: the last 10 images
+    assert len(trainer.data.train) == 50 and torch.equal(trainer.data.val.labels, last_images)
+    # The report's recipe as built: dropout in every block, no weight decay on BatchNorm and biases.
+    assert {m.p for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+    decay = {id(p): group["weight_decay"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert all(decay[id(p)] == (5e-4 if p.ndim > 1 else 0.0) for p in trainer.model.parameters())
     (tmp_path / "run").mkdir()
     summary = trainer.fit()
     assert summary["steps"] == 2 * 4 and summary["config"]["model"]["name"] == "wrn22_2"

@@ -25,7 +25,7 @@ from torch import nn
 
 from rigl_repro.errors import ConfigError, require_bool, require_choice, require_in_range, require_int
 from rigl_repro.sparsity.distributions import DISTRIBUTIONS, budgeted_layers, layer_densities, nonzero_counts
-from rigl_repro.sparsity.masks import SparseLayer, random_mask
+from rigl_repro.sparsity.masks import MASK_BUFFER, SparseLayer, random_mask
 from rigl_repro.sparsity.redistribution import REDISTRIBUTION_RULES, allocate
 from rigl_repro.sparsity.schedules import (
     DROP_ROUNDINGS,
@@ -41,6 +41,31 @@ REDISTRIBUTIONS = ("none", "grad", "momentum")
 REGROWN = ("zero", "keep")
 # Dettmers' adjust_prune_rate: a layer denser than this whose statistic share is above average drops less.
 DENSE_LAYER_SPARSITY = 0.2
+
+
+def load_model_weights(path: str, option: str) -> dict[str, torch.Tensor]:
+    """A model state dict from ``path`` (a bare state dict, or a checkpoint with a ``"model"`` entry)."""
+    if not path:
+        raise ConfigError(f"{option} is not set; give the path of a dense run's weights")
+    if not Path(path).is_file():
+        raise ConfigError(f"{option}={path!r}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable or unsafe file is the same problem for the user
+        raise ConfigError(f"{option}={path!r} is not a readable weights file ({error.__class__.__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"{option}={path!r} does not hold a state dict")
+    return state
+
+
+def saved_mask(state: Mapping[str, torch.Tensor], layer: SparseLayer) -> torch.Tensor | None:
+    """``layer``'s mask in a saved model state dict, if it holds one of the right shape."""
+    saved = state.get(layer.name.removesuffix("weight") + MASK_BUFFER)
+    if isinstance(saved, torch.Tensor) and saved.dtype == torch.bool and saved.shape == layer.weight.shape:
+        return saved
+    return None
 
 
 @dataclass(kw_only=True, eq=False)
@@ -230,6 +255,7 @@ class DropAndGrow(SparseMethod):
     regrown: str = "zero"
     adjust_prune_rate: bool = True
     redistribution_rule: str = "capped"
+    initial_mask: str = ""  # a finished run's checkpoint whose final masks start this run (Table 5's re-init rows)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -239,6 +265,26 @@ class DropAndGrow(SparseMethod):
 
     def zeroes_regrown(self) -> bool:
         return self.regrown == "zero"
+
+    def initial_masks(self, counts: Sequence[int]) -> list[torch.Tensor]:
+        """Random masks, or the final masks of the run saved in ``initial_mask``: the report code's
+        re-initialisation rows start RigL from the RigL-SM run's mask itself (``lottery-ticket`` init)."""
+        if not self.initial_mask:
+            return super().initial_masks(counts)
+        state = load_model_weights(self.initial_mask, "masking.initial_mask")
+        masks = []
+        for layer, count in zip(self.layers, counts):
+            saved = saved_mask(state, layer)
+            if saved is None:
+                raise ConfigError(f"masking.initial_mask={self.initial_mask!r} holds no mask of {layer.name}")
+            if int(saved.sum()) != count:
+                raise ConfigError(
+                    f"masking.initial_mask={self.initial_mask!r} has {int(saved.sum())} active weights in "
+                    f"{layer.name}, the distribution asks for {count}; use masking.distribution=custom with "
+                    "masking.custom_densities from the same run's summary.json"
+                )
+            masks.append(saved.to(layer.weight.device))
+        return masks
 
     def is_update_step(self, step: int) -> bool:
         return is_periodic_update(step, self.delta_t, self.t_end, self.update_timing)

@@ -14,30 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.sparsity.masks import MASK_BUFFER, SparseLayer, top_k_mask
-from rigl_repro.sparsity.methods.base import SparseMethod
-
-
-def load_model_weights(path: str, option: str) -> dict[str, torch.Tensor]:
-    """A model state dict from ``path`` (a bare state dict, or a checkpoint with a ``"model"`` entry)."""
-    if not path:
-        raise ConfigError(f"{option} is not set; give the path of a dense run's weights")
-    if not Path(path).is_file():
-        raise ConfigError(f"{option}={path!r}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable or unsafe file is the same problem for the user
-        raise ConfigError(f"{option}={path!r} is not a readable weights file ({error.__class__.__name__})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise ConfigError(f"{option}={path!r} does not hold a state dict")
-    return state
+from rigl_repro.sparsity.masks import SparseLayer, top_k_mask
+from rigl_repro.sparsity.methods.base import SparseMethod, load_model_weights, saved_mask
 
 
 @dataclass(kw_only=True, eq=False)
@@ -68,8 +50,7 @@ class LotteryTicket(SparseMethod):
     def trained_mask(trained: dict[str, torch.Tensor], layer: SparseLayer, count: int) -> torch.Tensor:
         """The trained run's own mask of ``layer`` if it has ``count`` active weights, else the top-``count``
         trained magnitudes."""
-        saved = trained.get(layer.name.removesuffix("weight") + MASK_BUFFER)
-        if saved is not None and saved.dtype == torch.bool and saved.shape == layer.weight.shape:
-            if int(saved.sum()) == count:
-                return saved.to(layer.weight.device)
+        saved = saved_mask(trained, layer)
+        if saved is not None and int(saved.sum()) == count:
+            return saved.to(layer.weight.device)
         return top_k_mask(trained[layer.name].to(layer.weight.device).abs(), count)

@@ -39,6 +39,14 @@ def test_cifar10_recipe_is_the_report_codes():
     assert data.augment == "reflect_crop_flip" and list(data.std) == [0.2023, 0.1994, 0.2010]
     assert list(data.mean) == [0.4914, 0.4822, 0.4465]
     assert (data.val_size, data.val_split) == (5000, "last")
+    # Speed options, on for CUDA only; off is the report's fp32 eager training (fidelity row 18).
+    assert (train.amp, train.channels_last, train.compile) == ("auto", "auto", "auto")
+
+
+@pytest.mark.parametrize("variant, distribution", [("static", "uniform"), ("static_erk", "erk")])
+def test_static_rows_are_random_and_erk_as_the_tables_label_them(variant, distribution):
+    masking = compose_config("dataset=cifar10", f"variant={variant}").masking
+    assert (masking.name, masking.distribution) == ("static", distribution)
 
 
 def test_cifar100_recipe_is_the_report_codes():
@@ -102,10 +110,11 @@ def test_small_dense_narrows_every_channel_by_sqrt_density():
     assert (model.conv1.out_channels, model.fc.in_features) == (5, 40)
 
 
-def test_re_initialised_rows_start_from_the_source_runs_masks():
-    masking = compose_config("dataset=cifar10", "variant=rigl_reinit").masking
-    assert masking.initial_mask.endswith("variant=rigl_sm/checkpoint.pt")
-    assert masking.custom_densities.endswith("variant=rigl_sm/summary.json")
+@pytest.mark.parametrize("variant, source", [("rigl_reinit", "rigl_sm"), ("rigl_reinit_erk", "rigl_sm_erk")])
+def test_re_initialised_rows_start_from_the_source_runs_masks(variant, source):
+    masking = compose_config("dataset=cifar10", f"variant={variant}").masking
+    assert masking.initial_mask.endswith(f"variant={source}/checkpoint.pt")
+    assert masking.custom_densities.endswith(f"variant={source}/summary.json")
 
 
 def sweep_config():

@@ -52,7 +52,11 @@ def cosine_drop_fraction(step: int, alpha: float, t_end: int) -> float:
 
 
 def schedule_step(step: int, timing: str) -> int:
-    """The step whose schedule value (drop fraction, pruning target) an update at ``step`` uses."""
+    """The step whose schedule value (drop fraction, pruning target) an update at ``step`` uses.
+
+    (With ``delta_t = 1`` the report's code never advances its decay, which is stepped only on non-update
+    batches, so its drop fraction stays alpha; that corner is not reproduced.)
+    """
     return max(step - 1, 0) if timing == "report_code" else step
 
 
@@ -74,14 +78,15 @@ def cubic_sparsity(step: int, final_sparsity: float, start: int, end: int) -> fl
     """Target sparsity of gradual magnitude pruning (Zhu & Gupta 2018, equation 1).
 
     ``s(t) = s_f * (1 - (1 - (t - t0) / (t_end - t0)) ** 3)`` between ``start`` and ``end``; 0 before,
-    ``s_f`` after (the report's ``MagnitudePruneDecay.cumulative_sparsity``).
+    ``s_f`` after. Written as the report's ``MagnitudePruneDecay.cumulative_sparsity`` orders it
+    (``s_f + (0 - s_f) * (1 - progress) ** 3``), so that rounding its product up agrees to the weight.
     """
     if step <= start:
         return 0.0
     if step >= end:
         return final_sparsity
-    progress = (step - start) / (end - start)
-    return final_sparsity * (1.0 - (1.0 - progress) ** 3)
+    remaining = (1 - (step - start) / (end - start)) ** 3
+    return final_sparsity + (0.0 - final_sparsity) * remaining
 
 
 def pruning_window(

@@ -30,7 +30,6 @@ from rigl_repro.flops.counting import layer_flops
 from rigl_repro.models import build_model, count_sparsifiable_weights
 from rigl_repro.results import SUMMARY_FILE, atomic_write_json, read_summary, run_identity
 from rigl_repro.sparsity import SparseEngine, build_method
-from rigl_repro.sparsity.distributions import budgeted_layers
 from rigl_repro.sparsity.schedules import schedule_length
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
@@ -292,14 +291,15 @@ class Trainer:
         return correct.item() / len(split)
 
     def summary(self, test_acc: float) -> dict[str, Any]:
-        shapes = {layer.name: () for layer in self.engine.layers}
+        budget = self.method.budget([layer.name for layer in self.engine.layers])
         last = self.history[-1]
         return {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "method": self.method.name,
             "val_acc": last["val_acc"],
             "test_acc": test_acc,
-            "density": self.engine.overall_density(budgeted_layers(self.method.distribution, shapes) or None),
+            "density": self.engine.overall_density(budget or None),
+            "budgeted_layers": budget,
             "density_all_layers": self.engine.overall_density(),
             "layer_densities": self.engine.layer_densities(),
             "flops": self.flops(),

@@ -34,6 +34,9 @@ def test_wrn_dropout_acts_in_training_only():
     model, inputs = wrn22_2(10), torch.randn(4, 3, 32, 32)
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.3] * 9  # one per block
     assert not torch.equal(model(inputs), model(inputs))  # a fresh dropout mask on every pass
+    block, features = model.blocks[1], torch.randn(4, 32, 32, 32)  # no shortcut convolution: residual = input
+    block.dropout = torch.nn.Dropout(1.0)  # dropping everything right before conv2 leaves only the residual
+    assert torch.equal(block(features), features)
     model.eval()
     assert torch.equal(model(inputs), model(inputs))
     plain = wrn22_2(10, dropout=0.0)
@@ -46,8 +49,8 @@ def test_wrn_initialisation_is_the_report_codes():
     torch.manual_seed(0)
     model = wrn22_2(10)
     assert not model.fc.bias.any()  # models/wide_resnet.py zeroes the linear bias
-    conv = model.blocks[4].conv1  # He fan-out: std sqrt(2 / (k * k * out))
-    assert conv.weight.std().item() == pytest.approx((2 / (9 * 64)) ** 0.5, rel=0.05)
+    conv = model.blocks[3].conv1  # 32 -> 64 channels; He fan-out: std sqrt(2 / (k * k * out)), not (k * k * in)
+    assert conv.weight.std().item() == pytest.approx((2 / (9 * 64)) ** 0.5, rel=0.03)
 
 
 def test_small_dense_channels_round_down_as_the_report_code():

@@ -1,5 +1,8 @@
 """What each method drops and grows, checked against hand-made weights and gradients."""
 
+import json
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -100,9 +103,9 @@ def test_a_dense_layer_with_an_above_average_share_drops_at_most_its_sparsity(ad
 
 
 def test_a_small_dense_layer_keeps_its_mask_but_its_smallest_weights_restart_at_zero():
-    # ERK's dense layers in the report's code: a 100%-dense layer with a below-average share drops ceil(f n)
-    # weights, and the only free positions are those, so they all grow back -- at zero (regrown: zero).
-    model, opt, engine = three_layer_run("rigl", [100, 100, 100], alpha=0.3, adjust_prune_rate=False)
+    # ERK's dense layers in the report's code: a 100%-dense layer whose share is not above average drops
+    # ceil(f n) weights, and the only free positions are those, so they all grow back -- at zero.
+    model, opt, engine = three_layer_run("rigl", [100, 100, 100], alpha=0.3)
     engine.update_topology(0)
     first = engine.layers[0]
     assert bool(first.mask.all())
@@ -311,3 +314,58 @@ def test_a_re_initialised_run_starts_from_the_source_runs_final_masks(tmp_path):
     assert not all(torch.equal(a.mask, b.mask) for a, b in zip(engine.layers, fresh.layers))
     with pytest.raises(ConfigError, match="has .* active weights in .*, the distribution asks for"):
         make_run({**masking, "distribution": "uniform", "custom_densities": None}, total_steps=40)
+
+
+def report_code_pruning_counts(total: int, final_density: float, start: int, end: int) -> list[int]:
+    """Active weights after each pruning update of the report's code: its decay, in cumulative mode, asks
+    for the schedule's sparsity of the previous step less the current sparsity, and
+    ``global_magnitude_prune`` removes that fraction of all weights, rounded up (an exact threshold assumed)."""
+    final_sparsity = 1 - final_density
+
+    def cumulative_sparsity(step):
+        if step < start:
+            return 0.0
+        if step < end:
+            return final_sparsity + (0.0 - final_sparsity) * (1 - (step - start) / (end - start)) ** 3
+        return final_sparsity
+
+    active, counts = total, []
+    for step in range(end + 200):
+        if step < end and (step + 1) % 100 == 0:
+            rate = max(cumulative_sparsity(step - 1) - (1 - active / total), 0)
+            active -= math.ceil(rate * total)
+            counts.append(active)
+    return counts
+
+
+@pytest.mark.parametrize("density", [0.05, 0.1, 0.2, 0.5])
+def test_global_pruning_removes_what_the_report_code_removes_at_every_step(density):
+    method = build_method({"name": "pruning", "density": density})
+    method.plan(45_000 * 250 / 128)
+    assert (method.start, method.end) == (700, 65_918)
+    total = 1_075_632 - 432 + 1_280  # WRN-22-2's weights without the dense first layer
+    active, ours = total, []
+    for step in range(method.end + 200):
+        if method.is_update_step(step):
+            active = method.kept(total, active, 1 - density, step)
+            ours.append(active)
+    assert ours == report_code_pruning_counts(total, density, 700, 65_918)
+    assert abs(ours[-1] - density * total) <= 1
+
+
+def test_densities_from_a_uniform_run_keep_its_dense_first_layer_out_of_every_update(tmp_path):
+    model, opt, engine = make_run({"name": "rigl", "density": 0.2, "redistribution": "momentum", "delta_t": 2}, 40)
+    train(model, opt, engine, 20)
+    names = [layer.name for layer in engine.layers]
+    summary = {"layer_densities": engine.layer_densities(), "budgeted_layers": names[1:]}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    masking = {"name": "rigl", "distribution": "custom", "custom_densities": str(tmp_path / "summary.json"),
+               "delta_t": 1, "alpha": 0.5}  # fmt: skip
+    model, opt, engine = make_run(masking, total_steps=100)
+    assert engine.method.updated == [False, True, True, True]
+    first = engine.layers[0]
+    train(model, opt, engine, 50, lambda updated: None)
+    assert bool(first.mask.all()) and bool(first.weight.detach().ne(0).all())  # never dropped, never zeroed
+    (tmp_path / "summary.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="is not a readable run summary"):
+        make_run(masking, total_steps=100)

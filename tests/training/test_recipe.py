@@ -41,6 +41,40 @@ def test_a_warm_up_lasts_whole_epochs_and_keeps_the_rate_it_reached():
     assert factor(33_520, 3500) == pytest.approx(3520 / 3500 * 0.2)
 
 
+class WarmUp(torch.optim.lr_scheduler.LRScheduler):
+    """The report's warm-up scheduler: base x (steps so far) / warm-up steps."""
+
+    def __init__(self, optimizer, total):
+        self.total = total
+        super().__init__(optimizer)
+
+    def get_lr(self):
+        return [base * self.last_epoch / (self.total + 1e-8) for base in self.base_lrs]
+
+
+def scheduled_rates(warmup_steps, decay_every, steps_per_epoch, epochs):
+    """The rate of every batch as the report's main.py drives its two schedulers: a StepLR made first, the
+    warm-up scheduler for the epochs before warm-up / steps per epoch, one scheduler step per batch."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    decay = torch.optim.lr_scheduler.StepLR(optimizer, decay_every, gamma=0.2)
+    warm_up = WarmUp(optimizer, warmup_steps)
+    rates = []
+    for epoch in range(epochs):
+        scheduler = decay if epoch >= warmup_steps / steps_per_epoch else warm_up
+        for _ in range(steps_per_epoch):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()  # a no-op (no gradient), in the order torch expects
+            scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("warmup_steps, decay_every", [(1760, 20_000), (3500, 30_000)])
+def test_the_factor_is_the_rate_of_the_report_codes_chained_schedulers(warmup_steps, decay_every):
+    rates = scheduled_rates(warmup_steps, decay_every, 352, 190)
+    ours = [0.1 * learning_rate_factor(step, warmup_steps, 352, decay_every, 0.2) for step in range(len(rates))]
+    assert ours == pytest.approx(rates, rel=1e-7, abs=1e-12)
+
+
 def test_length_multiplier_scales_epochs_and_decay_interval():
     recipe = Recipe.from_config({**CIFAR10, "length_multiplier": 2})
     assert recipe.total_epochs == 500 and recipe.decay_interval() == 60000

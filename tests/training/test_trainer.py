@@ -23,6 +23,7 @@ def test_a_run_writes_its_summary_and_checkpoint(tmp_path):
     assert summary["density"] == pytest.approx(0.1, abs=1e-3)
     layers = {"features.0.weight", "features.3.weight", "features.6.weight", "fc.weight"}
     assert set(summary["layer_densities"]) == layers
+    assert summary["budgeted_layers"] == ["features.3.weight", "features.6.weight", "fc.weight"]  # Uniform's
     assert [entry["epoch"] for entry in summary["history"]] == [1, 2, 3]
     assert summary["steps"] == 3 * summary["steps_per_epoch"] == 3 * 20
     assert summary["config"]["masking"]["name"] == "rigl"

@@ -118,11 +118,23 @@ class SparseMethod:
     ) -> None:
         """Receive the objects the method reads from; subclasses allocate their state here."""
         self.model, self.layers, self.optimizer, self.generator = model, layers, optimizer, generator
-        budget = set(budgeted_layers(self.distribution, {layer.name: () for layer in layers}))
+        budget = set(self.budget([layer.name for layer in layers]))
         # Layers outside the density budget (Uniform's dense first layer) are never changed: the report's
         # code does not even mask them (``random_init`` in sparselearning/funcs/init_scheme.py).
         self.updated = [layer.name in budget for layer in layers]
         self.plan(total_steps)
+
+    def budget(self, names: Sequence[str]) -> list[str]:
+        """The layers, of ``names``, whose weights count towards the density target and that updates change.
+
+        Uniform leaves out the first layer. Densities read from a run's ``summary.json`` keep that run's
+        budget (its ``budgeted_layers``): a run started from a Uniform run leaves the first layer alone too.
+        """
+        if self.distribution == "custom" and isinstance(self.custom_densities, str):
+            saved = self.source_summary().get("budgeted_layers")
+            if isinstance(saved, list):
+                return [name for name in names if name in set(saved)]
+        return budgeted_layers(self.distribution, {name: () for name in names})
 
     def plan(self, total_steps: float) -> None:
         """Fix the step schedule for a run whose schedules span ``total_steps`` (the schedule length of
@@ -163,13 +175,21 @@ class SparseMethod:
         per-layer densities are used (the report's re-initialisation and lottery rows)."""
         if not isinstance(self.custom_densities, str):
             return self.custom_densities
-        path = Path(self.custom_densities)
+        return self.source_summary()["layer_densities"]
+
+    def source_summary(self) -> dict[str, Any]:
+        """The ``summary.json`` that ``custom_densities`` names."""
+        option = f"masking.custom_densities={self.custom_densities!r}"
+        path = Path(str(self.custom_densities))
         if not path.is_file():
-            raise ConfigError(
-                f"masking.custom_densities={self.custom_densities!r}: no such file (the run it names must "
-                "finish first)"
-            )
-        return json.loads(path.read_text())["layer_densities"]
+            raise ConfigError(f"{option}: no such file (the run it names must finish first)")
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{option} is not a readable run summary ({error.__class__.__name__})") from None
+        if not isinstance(summary, dict) or not isinstance(summary.get("layer_densities"), dict):
+            raise ConfigError(f"{option} has no layer_densities: it is not a finished run's summary.json")
+        return summary
 
     def initial_counts(self) -> list[int]:
         """Active weights per layer at step 0."""
@@ -306,7 +326,7 @@ class DropAndGrow(SparseMethod):
         average_share = 1.0 / max(sum(self.updated), 1)
         fractions = []
         for layer, statistic, updated in zip(self.layers, statistics, self.updated):
-            sparsity = 1.0 - layer.density
+            sparsity = (layer.size - layer.n_active) / layer.size  # zeros / numel, as the report's code
             if updated and total > 0 and sparsity < DENSE_LAYER_SPARSITY and statistic / total > average_share:
                 fractions.append(min(sparsity, fraction))
             else:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import torch
 
 from rigl_repro.errors import ConfigError, require_choice, require_in_range
-from rigl_repro.sparsity.distributions import budgeted_layers
 from rigl_repro.sparsity.masks import restricted_to
 from rigl_repro.sparsity.methods.base import SparseMethod
 from rigl_repro.sparsity.schedules import cubic_sparsity, end_step, is_pruning_step, pruning_window, schedule_step
@@ -78,43 +77,50 @@ class GradualPruning(SparseMethod):
     def is_update_step(self, step: int) -> bool:
         return is_pruning_step(step, self.start, self.end, self.delta_t, self.update_timing)
 
-    def progress(self, step: int) -> float:
-        """How far the cubic schedule is from dense (0) to its final sparsity (1) for an update at ``step``."""
-        return cubic_sparsity(schedule_step(step, self.update_timing), 1.0, self.start, self.end)
+    def target_sparsity(self, step: int, final_sparsity: float) -> float:
+        """The cubic schedule's sparsity for an update at ``step``, on its way to ``final_sparsity``."""
+        return cubic_sparsity(schedule_step(step, self.update_timing), final_sparsity, self.start, self.end)
 
-    def kept(self, full: int, final: int, step: int) -> int:
-        """Weights kept of ``full`` when the schedule goes to ``final``: the dropped part is rounded by
-        ``drop_rounding``."""
-        to_drop = self.progress(step) * (full - final)
-        return full - (math.ceil(to_drop) if self.drop_rounding == "ceil" else math.floor(to_drop))
+    def kept(self, full: int, active: int, final_sparsity: float, step: int) -> int:
+        """Weights kept of ``active`` (of ``full``) by a pruning step at ``step``.
+
+        As the report's code: the rate to prune is the schedule's sparsity less the current one, at least 0
+        (``MagnitudePruneDecay`` in cumulative mode), and ``rate * full`` weights go, rounded by
+        ``drop_rounding`` (``global_magnitude_prune`` rounds up).
+        """
+        rate = max(self.target_sparsity(step, final_sparsity) - (1.0 - active / full), 0.0)
+        to_drop = rate * full
+        return active - min(active, math.ceil(to_drop) if self.drop_rounding == "ceil" else math.floor(to_drop))
 
     def target_counts(self, step: int) -> list[int]:
-        """Active weights per layer that the cubic schedule asks for at ``step``."""
+        """Active weights per layer after the pruning step at ``step``."""
         return self.global_targets(step) if self.scope == "global" else self.layerwise_targets(step)
 
     def layerwise_targets(self, step: int) -> list[int]:
         targets = []
         for layer, final, updated in zip(self.layers, self.final_counts, self.updated):
-            target = self.kept(layer.size, final, step) if updated else layer.n_active
-            targets.append(max(final, min(layer.size, target)))
+            target = self.kept(layer.size, layer.n_active, 1.0 - final / layer.size, step) if updated else None
+            targets.append(layer.n_active if target is None else max(final, target))
         return targets
 
     def global_targets(self, step: int) -> list[int]:
-        """Per-layer counts of the globally largest magnitudes among the budgeted layers, at least one
-        weight per layer (a layer pruned to nothing would cut the network).
+        """Per-layer counts of the globally largest magnitudes among the budgeted layers, towards
+        ``density`` over them all, at least one weight per layer (a layer pruned to nothing would cut the
+        network).
 
         One stable sort over all budgeted weights (ties to the earlier layer and lower index, the same
-        order the per-layer selection uses), one host read per pruning step.
+        order the per-layer selection uses), one host read per pruning step; none when nothing is pruned.
         """
-        budget = set(budgeted_layers(self.distribution, {layer.name: () for layer in self.layers}))
-        pruned = [layer for layer in self.layers if layer.name in budget]
-        final_total = sum(count for layer, count in zip(self.layers, self.final_counts) if layer.name in budget)
-        full_total = sum(layer.size for layer in pruned)
-        keep = self.kept(full_total, final_total, step)
+        pruned = [layer for layer, updated in zip(self.layers, self.updated) if updated]
+        full = sum(layer.size for layer in pruned)
+        active = sum(layer.n_active for layer in pruned)
+        keep = self.kept(full, active, 1.0 - self.density, step)
+        if keep == active:
+            return [layer.n_active for layer in self.layers]
         scores = torch.cat([restricted_to(layer.mask, self.drop_scores(layer)).reshape(-1) for layer in pruned])
-        owner = torch.cat([torch.full((layer.size,), i, device=scores.device) for i, layer in enumerate(pruned)])
         chosen = torch.sort(scores, descending=True, stable=True).indices[:keep]
-        kept = torch.bincount(owner[chosen], minlength=len(pruned)).tolist()
+        ends = torch.tensor([layer.size for layer in pruned], device=chosen.device).cumsum(0)
+        kept = torch.bincount(torch.bucketize(chosen, ends, right=True), minlength=len(pruned)).tolist()
         per_layer = {layer.name: max(1, count) for layer, count in zip(pruned, kept)}
         return [per_layer.get(layer.name, layer.n_active) for layer in self.layers]
 

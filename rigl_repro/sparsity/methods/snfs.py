@@ -7,9 +7,9 @@ SNFS reads the momentum of *dense* gradients. ``growth_momentum`` says where it 
   zeroed again after the step (``Masking.step`` then ``apply_mask``). A weight grown at an update starts at
   zero with the momentum that selected it, and the buffer holds the weight-decay term of active weights.
   Update steps take no optimizer step, so they add no gradient to the buffer.
-- ``separate`` (as Evci et al.'s SNFS): a momentum of dense gradients kept beside the optimizer,
-  ``m <- momentum_coefficient * m + g`` every step; the optimizer's state stays sparse and grown weights
-  start with zero momentum.
+- ``separate``: a momentum of dense gradients kept beside the optimizer, ``m <- momentum_coefficient * m + g``
+  every step; the optimizer's state stays sparse and grown weights start with zero momentum, as in Evci
+  et al.'s SNFS (whose exponential moving average, ``(1 - beta) g`` per step, ranks weights the same).
 """
 
 from __future__ import annotations

@@ -80,13 +80,17 @@ def test_cifar100_uses_fine_labels(tmp_path):
     assert torch.equal(train_y, torch.from_numpy(batches["train"][1]))
 
 
-def test_validation_split_is_fixed_disjoint_and_optional(tmp_path, cifar10_archive):
-    archive, _ = cifar10_archive
-    dataset = {
+def split_options(tmp_path, archive, val_split):
+    """A whole ``dataset`` config for the generated archive: 100 training images, 10 held out."""
+    return {
         **cifar10_options(tmp_path / "data", archive),
-        "source": "cifar", "train_pool": 100, "val_size": 10, "val_split": "random", "split_seed": 0,
+        "source": "cifar", "train_pool": 100, "val_size": 10, "val_split": val_split, "split_seed": 0,
         "augment": "reflect_crop_flip", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
     }  # fmt: skip
+
+
+def test_validation_split_is_fixed_disjoint_and_optional(tmp_path, cifar10_archive):
+    dataset = split_options(tmp_path, cifar10_archive[0], "random")
     first, again = load_splits(dataset, torch.device("cpu")), load_splits(dataset, torch.device("cpu"))
     assert (len(first.train), len(first.val), len(first.test)) == (90, 10, 10)
     assert torch.equal(first.val.images, again.val.images)
@@ -97,12 +101,7 @@ def test_validation_split_is_fixed_disjoint_and_optional(tmp_path, cifar10_archi
 
 
 def test_the_report_codes_validation_split_is_the_last_images_in_file_order(tmp_path, cifar10_archive):
-    archive, _ = cifar10_archive
-    dataset = {
-        **cifar10_options(tmp_path / "data", archive),
-        "source": "cifar", "train_pool": 100, "val_size": 10, "val_split": "last", "split_seed": 0,
-        "augment": "reflect_crop_flip", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
-    }  # fmt: skip
+    dataset = split_options(tmp_path, cifar10_archive[0], "last")
     splits = load_splits(dataset, torch.device("cpu"))
     everything = load_splits({**dataset, "val_size": 0}, torch.device("cpu"))
     assert torch.equal(splits.val.images, everything.train.images[90:])

@@ -1,22 +1,28 @@
 # rigl-repro: the README's first section uses `make install`, `make demo` and `make test`.
 PYTHON ?= python3
-TORCH_VERSION ?= 2.13.0
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
 .PHONY: install demo test test-slow bench bench-topology test-slurm \
-	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr
+	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist
 
-## Install: keep an installed torch (a CUDA build on a GPU machine); otherwise the CPU wheel of $(TORCH_VERSION).
+## Install: keep an installed torch and torchvision that import together (a GPU machine's own), else install
+## $(TORCH); then the rest, and Fashion-MNIST from Debian's package where apt-get and root are there (elsewhere
+## torchvision downloads it at the first run).
 install:
-	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
+	@$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PYTHON) -m pip install $(TORCH)
 	$(PYTHON) -m pip install -r requirements.txt
 	$(PYTHON) -m pip install --no-deps -e .
+	@if [ ! -d $(FASHION_MNIST_DEB) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+		|| echo "note: apt-get could not install dataset-fashion-mnist; torchvision will download Fashion-MNIST"; fi
 
 DEMO_DIR ?= outputs/demo
 
-## The main job: dense, static, SET and RigL at density 0.1 on the embedded digits dataset, then a table and a plot.
+## The main job: dense, static, SET, RigL and SNFS on Fashion-MNIST (LeNet-5, density 0.05), then a table and a plot.
 demo:
-	$(PYTHON) main.py -m dataset=digits masking=dense,static,set,rigl masking.density=0.1 masking.delta_t=20 \
-		output_root=$(DEMO_DIR)
+	@$(PYTHON) scripts/fetch_data.py dataset=fashion_mnist
+	$(PYTHON) main.py -m experiment=demo output_root=$(DEMO_DIR)
 	$(PYTHON) scripts/demo_report.py $(DEMO_DIR)
 
 ## Fast tests (the default run, also what CI runs).
@@ -121,3 +127,10 @@ fig3:
 fig4:
 	-$(RUN) experiment=table5_cifar10
 	$(REPORT) fig4
+
+## Beyond the report: LeNet-5 on Fashion-MNIST, 9 methods x 3 densities x 3 seeds and dense; a table and a figure.
+fmnist:
+	@$(if $(filter paper,$(SCALE)),$(PYTHON) scripts/fetch_data.py dataset=fashion_mnist)
+	-$(RUN) experiment=fmnist_dense
+	-$(RUN) experiment=fmnist
+	$(REPORT) fmnist fig_fmnist

@@ -1,5 +1,5 @@
-"""Compare the finished runs below a folder: a table on the console and a plot of validation accuracy over
-training, one line per run.
+"""Compare the finished runs below a folder: a table on the console (mean +- std over seeds when a method
+has several) and a plot of validation accuracy over training, one line per method.
 
     python scripts/demo_report.py outputs/demo          # writes outputs/demo/accuracy.png
 """
@@ -7,14 +7,19 @@ training, one line per run.
 from __future__ import annotations
 
 import argparse
+import statistics
+from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only: works without a display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from rigl_repro.results import collect_summaries  # noqa: E402
+
+ORDER = ("dense", "small_dense", "static", "set", "rigl", "snfs", "pruning", "lottery")
 
 
 def label(summary: dict) -> str:
@@ -22,6 +27,12 @@ def label(summary: dict) -> str:
     if masking["name"] in ("dense", "small_dense"):
         return masking["name"]
     return f"{masking['name']} ({masking['distribution']})"
+
+
+def spread(values: list[float]) -> str:
+    """Mean, and +- the sample standard deviation when there are several values."""
+    mean = statistics.fmean(values)
+    return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {statistics.stdev(values):.1f}"
 
 
 def main() -> None:
@@ -32,21 +43,34 @@ def main() -> None:
     summaries = collect_summaries(args.root)
     if not summaries:
         raise SystemExit(f"error: no finished run (summary.json) below {args.root}")
-
-    print(f"\n{'method':<16} {'test acc':>9} {'val acc':>9} {'density':>8} {'epochs':>7} {'time (s)':>9}")
+    by_method: dict[str, list[dict]] = defaultdict(list)
     for summary in summaries:
-        val = "-" if summary["val_acc"] is None else f"{100 * summary['val_acc']:.1f}%"
+        by_method[label(summary)].append(summary)
+    methods = sorted(by_method, key=lambda name: (ORDER.index(name.split(" ")[0]) if name.split(" ")[0] in ORDER
+                                                  else len(ORDER), name))  # fmt: skip
+
+    print(f"\n{'method':<18} {'seeds':>5} {'test acc (%)':>13} {'val acc (%)':>12} {'density':>8} {'epochs':>7} "
+          f"{'time (s)':>9}")  # fmt: skip
+    for method in methods:
+        runs = by_method[method]
+        vals = [100 * run["val_acc"] for run in runs if run["val_acc"] is not None]
         print(
-            f"{label(summary):<16} {100 * summary['test_acc']:8.1f}% {val:>9} {summary['density']:8.3f} "
-            f"{summary['epochs']:7d} {summary['wall_time_s']:9.1f}"
+            f"{method:<18} {len(runs):5d} {spread([100 * run['test_acc'] for run in runs]):>13} "
+            f"{spread(vals) if vals else '-':>12} {runs[0]['density']:8.3f} {runs[0]['epochs']:7d} "
+            f"{statistics.fmean(run['wall_time_s'] for run in runs):9.1f}"
         )
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for summary in summaries:
-        history = [entry for entry in summary["history"] if entry["val_acc"] is not None]
-        axis.plot([e["epoch"] for e in history], [100 * e["val_acc"] for e in history], label=label(summary))
-    dataset = summaries[0]["config"]["dataset"]["name"]
-    axis.set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"{dataset}: accuracy over training")
+    for method in methods:
+        histories = [[e for e in run["history"] if e["val_acc"] is not None] for run in by_method[method]]
+        epochs = [e["epoch"] for e in histories[0]]
+        means = [statistics.fmean(100 * h[i]["val_acc"] for h in histories) for i in range(len(epochs))]
+        axis.plot(epochs, means, marker="o", markersize=3, label=f"{method} ({means[-1]:.1f}%)" if means else method)
+    first = summaries[0]["config"]
+    density = next((run["config"]["masking"]["density"] for run in summaries if run["density"] < 1), None)
+    title = f"{first['dataset']['name']}, {first['model']['name']}" + (f", density {density}" if density else "")
+    axis.set(xlabel="epoch", ylabel="validation accuracy (%)", title=title + ": accuracy over training")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     axis.legend()
     plot = args.plot or args.root / "accuracy.png"

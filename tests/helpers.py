@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import tarfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,7 +60,7 @@ def train(
             after_step(updated)
 
 
-CONF_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_config(*overrides: str):
@@ -69,11 +71,76 @@ def compose_config(*overrides: str):
         return compose("config", overrides=["dataset=digits", "logger.mode=disabled", *overrides])
 
 
-def write_archive(path, folder, batches, label_key):
-    """A .tar.gz holding ``folder/<name>`` pickles with uint8 data rows and labels, as the official ones."""
-    with tarfile.open(path, "w:gz") as tar:
-        for name, (images, labels) in batches.items():
-            payload = pickle.dumps({b"data": images.reshape(len(images), -1), label_key.encode(): labels.tolist()})
-            info = tarfile.TarInfo(f"{folder}/{name}")
+CIFAR_LAYOUT = {  # torchvision's class, its folder, label key, metadata file and key
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", "labels", "batches.meta", "label_names"),
+    "cifar100": ("CIFAR100", "cifar-100-python", "fine_labels", "meta", "fine_label_names"),
+}
+
+
+def fake_cifar(monkeypatch, server, name, batches):
+    """A small CIFAR archive in the official layout, served by ``server`` (``LocalServer``), which
+    torchvision's class for ``name`` then downloads and checks: its URL and checksums are patched to these.
+
+    ``batches`` maps file names (``data_batch_1``, ``test_batch`` / ``train``, ``test``) to (uint8 images
+    (N, 3, 32, 32), labels). Returns the archive's path.
+    """
+    import torchvision.datasets
+
+    class_name, folder, label_key, meta_file, meta_key = CIFAR_LAYOUT[name]
+    payloads = {
+        file: pickle.dumps({"data": images.reshape(len(images), -1), label_key: labels.tolist()})
+        for file, (images, labels) in batches.items()
+    }
+    payloads[meta_file] = pickle.dumps({meta_key: [f"class {i}" for i in range(100)]})
+    archive = server.directory / f"{folder}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for file, payload in payloads.items():
+            info = tarfile.TarInfo(f"{folder}/{file}")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
+    md5 = {file: hashlib.md5(payload).hexdigest() for file, payload in payloads.items()}
+    dataset_class = getattr(torchvision.datasets, class_name)
+    train_files = [file for file in batches if file.startswith(("data_batch", "train"))]
+    test_files = [file for file in batches if file not in train_files]
+    monkeypatch.setattr(dataset_class, "url", server.url(archive.name))
+    monkeypatch.setattr(dataset_class, "filename", archive.name)
+    monkeypatch.setattr(dataset_class, "tgz_md5", hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(dataset_class, "train_list", [[file, md5[file]] for file in train_files])
+    monkeypatch.setattr(dataset_class, "test_list", [[file, md5[file]] for file in test_files])
+    monkeypatch.setattr(dataset_class, "meta", {"filename": meta_file, "key": meta_key, "md5": md5[meta_file]})
+    return archive
+
+
+class LocalServer:
+    """An HTTP server on localhost for one folder, in a thread: downloads go through the real network path."""
+
+    def __init__(self, directory: Path) -> None:
+        import functools
+        import http.server
+        import threading
+
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handler = functools.partial(QuietHandler, directory=str(self.directory))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _quiet_handler():
+    import http.server
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # no request lines in the test output
+            pass
+
+    return Handler
+
+
+QuietHandler = _quiet_handler()

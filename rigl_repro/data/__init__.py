@@ -1,4 +1,4 @@
-"""Datasets (CIFAR-10/100 from the official archives, the embedded digits), their splits, and batch
+"""Datasets (CIFAR-10/100 and Fashion-MNIST through torchvision, the embedded digits), their splits, and batch
 augmentation on the training device."""
 
 from rigl_repro.data.augment import AUGMENTATIONS, augment_batch, normalise, random_crop_flip

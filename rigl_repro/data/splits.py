@@ -11,9 +11,10 @@ import torch
 from rigl_repro.data.augment import AUGMENTATIONS
 from rigl_repro.data.cifar import load_cifar
 from rigl_repro.data.digits import load_digits_uint8
+from rigl_repro.data.fashion_mnist import load_fashion_mnist
 from rigl_repro.errors import ConfigError, require_choice
 
-SOURCES = ("cifar", "digits", "synthetic")
+SOURCES = ("cifar10", "cifar100", "fashion_mnist", "digits", "synthetic")
 # Which training images are held out for validation: the last ones in file order (the report's code,
 # ``DatasetSplitter`` over an unshuffled index map in ``data.py``) or a random draw fixed by split_seed.
 VAL_SPLITS = ("last", "random")
@@ -60,11 +61,12 @@ def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
     source = cfg["source"]
     augmentation = require_choice("dataset.augment", cfg["augment"], AUGMENTATIONS)
     val_split = require_choice("dataset.val_split", cfg["val_split"], VAL_SPLITS)
-    if source == "cifar":
-        train_x, train_y, test_x, test_y = load_cifar(
-            cfg["root"], cfg["folder"], cfg["archive"], cfg["url"], cfg["md5"],
-            cfg["train_files"], cfg["test_files"], cfg["label_key"], cfg["download"],
-        )  # fmt: skip
+    if source in ("cifar10", "cifar100"):
+        train_x, train_y, test_x, test_y = load_cifar(cfg["root"], source, cfg["download"])
+    elif source == "fashion_mnist":
+        train_x, train_y, test_x, test_y = load_fashion_mnist(
+            cfg["root"], cfg["system_root"], cfg["download"], cfg["raw_md5"]
+        )
     elif source == "digits":
         images, labels = load_digits_uint8()
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg["split_seed"] + 1))

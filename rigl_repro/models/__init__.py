@@ -1,5 +1,5 @@
-"""Models of the report (WRN-22-2, CIFAR ResNet-50) and a small CNN for the embedded dataset, each with a
-width multiplier for the small-dense baseline."""
+"""Models of the report (WRN-22-2, CIFAR ResNet-50), LeNet-5 for Fashion-MNIST and a small CNN for the
+embedded dataset, each with a width multiplier for the small-dense baseline."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from torch import nn
 
 from rigl_repro.errors import ConfigError, require_in_range
 from rigl_repro.models.common import scaled
+from rigl_repro.models.lenet import lenet5
 from rigl_repro.models.resnet import resnet50
 from rigl_repro.models.small_cnn import small_cnn
 from rigl_repro.models.wide_resnet import wrn22_2
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"wrn22_2": wrn22_2, "resnet50": resnet50, "small_cnn": small_cnn}
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "wrn22_2": wrn22_2, "resnet50": resnet50, "small_cnn": small_cnn, "lenet5": lenet5,
+}  # fmt: skip
 
 
 
@@ -45,4 +48,6 @@ def count_sparsifiable_weights(cfg: Mapping[str, Any], num_classes: int, width: 
     return sum(torch.Size(shape).numel() for shape in weight_shapes(model).values())
 
 
-__all__ = ["MODELS", "build_model", "count_sparsifiable_weights", "resnet50", "scaled", "small_cnn", "wrn22_2"]
+__all__ = [
+    "MODELS", "build_model", "count_sparsifiable_weights", "lenet5", "resnet50", "scaled", "small_cnn", "wrn22_2",
+]  # fmt: skip

@@ -1,4 +1,5 @@
-"""The report's Figures 1-4 and the (alpha, delta_t) trial-space plots, rebuilt from runs (PNG and PDF)."""
+"""The report's Figures 1-4, the (alpha, delta_t) trial-space plots and the Fashion-MNIST experiment's figure,
+rebuilt from runs (PNG and PDF)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ FIG1_PANELS = (
     ("Random", ("static", "set", "snfs", "rigl", "pruning")),
     ("ERK", ("static_erk", "set_erk", "snfs_erk", "rigl_erk", "pruning")),
     ("2x longer", ("static_2x", "set_2x", "rigl_2x", "rigl_erk_2x", "pruning")),
+)
+FMNIST_DENSITIES = (0.05, 0.1, 0.2)
+FMNIST_PANELS = (
+    ("Random", ("small_dense", "static", "set", "snfs", "rigl")),
+    ("ERK", ("small_dense", "static_erk", "set_erk", "snfs_erk", "rigl_erk")),
 )
 LR_VALUES = (0.1, 0.05, 0.01, 0.005)
 HPARAM_PAIRS = ("a0.3_dt100", "a0.4_dt200", "a0.4_dt500", "a0.5_dt750")
@@ -62,24 +68,45 @@ def errorbar_line(axis, xs: Sequence[float], cells, label: str, **style) -> None
         axis.errorbar(x, y, yerr=[0 if math.isnan(e) else e for e in err], label=label, capsize=3, marker="o", **style)
 
 
-def figure1(index: RunIndex, out_dir: Path) -> list[Path]:
-    """Test accuracy against density on CIFAR-10: Random (left), ERK (centre), 2x longer (right)."""
-    dense = index.cell("table2", ["variant=dense", "masking.density=1.0"])
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-    for axis, (title, variants) in zip(axes, FIG1_PANELS):
+def accuracy_against_density(
+    index: RunIndex,
+    experiment: str,
+    panels: Sequence[tuple[str, Sequence[str]]],
+    densities: Sequence[float],
+    title: str,
+    name: str,
+    out_dir: Path,
+) -> list[Path]:
+    """Test accuracy (mean +- std over seeds) against density, one panel per group of variants, with the
+    dense run of the same experiment as a horizontal line."""
+    dense = index.cell(experiment, ["variant=dense", "masking.density=1.0"])
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), sharey=True, squeeze=False)
+    for axis, (panel, variants) in zip(axes[0], panels):
         for variant in variants:
-            cells = [index.cell("fig1", [f"variant={variant}", f"masking.density={d}"]) for d in FIG1_DENSITIES]
-            style = "--" if variant == "pruning" else "-"
-            errorbar_line(axis, FIG1_DENSITIES, cells, LABELS[variant], linestyle=style)
+            cells = [index.cell(experiment, [f"variant={variant}", f"masking.density={d}"]) for d in densities]
+            style = "--" if variant in ("pruning", "small_dense") else "-"
+            errorbar_line(axis, densities, cells, LABELS[variant], linestyle=style)
         if dense.seeds:
             axis.axhline(dense.mean("test_acc"), color="black", linestyle=":", label="Dense")
-        density_axis(axis, FIG1_DENSITIES)
-        axis.set(title=title)
+        density_axis(axis, densities)
+        axis.set(title=panel)
         axis.grid(alpha=0.3)
         legend(axis, fontsize=8)
-    axes[0].set_ylabel("test accuracy (%)")
-    figure.suptitle(f"Figure 1: test accuracy vs density ({dense.config['dataset']['name']})")
-    return save(figure, out_dir, "fig1")
+    axes[0][0].set_ylabel("test accuracy (%)")
+    figure.suptitle(f"{title} ({dense.config['dataset']['name']}, {dense.config['model']['name']})")
+    return save(figure, out_dir, name)
+
+
+def figure1(index: RunIndex, out_dir: Path) -> list[Path]:
+    """Test accuracy against density on CIFAR-10: Random (left), ERK (centre), 2x longer (right)."""
+    title = "Figure 1: test accuracy vs density"
+    return accuracy_against_density(index, "fig1", FIG1_PANELS, FIG1_DENSITIES, title, "fig1", out_dir)
+
+
+def fashion_mnist_figure(index: RunIndex, out_dir: Path) -> list[Path]:
+    """The Fashion-MNIST experiment: test accuracy against density, Random (left) and ERK (right)."""
+    title = "Test accuracy vs density"
+    return accuracy_against_density(index, "fmnist", FMNIST_PANELS, FMNIST_DENSITIES, title, "fig_fmnist", out_dir)
 
 
 def figure2(index: RunIndex, out_dir: Path) -> list[Path]:
@@ -197,4 +224,7 @@ def contours(index: RunIndex, out_dir: Path) -> list[Path]:
     return save(figure, out_dir, "contours")
 
 
-FIGURES = {"fig1": figure1, "fig2": figure2, "fig3": figure3, "fig4": figure4, "contours": contours}
+FIGURES = {
+    "fig1": figure1, "fig2": figure2, "fig3": figure3, "fig4": figure4, "contours": contours,
+    "fig_fmnist": fashion_mnist_figure,
+}  # fmt: skip

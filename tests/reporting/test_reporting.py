@@ -110,3 +110,15 @@ def test_published_numbers_cover_every_table():
     rows = published()
     assert {row["table"] for row in rows} == {"1", "2", "3", "4", "5"}
     assert all(row["accuracy"] for row in rows)
+
+
+def test_the_fashion_mnist_table_has_no_report_column(index, tmp_path):
+    write_run(index, "fmnist", ["variant=rigl", "masking.density=0.05"], 0, 0.86)
+    write_run(index, "fmnist", ["variant=rigl_erk", "masking.density=0.05"], 0, 0.85)
+    write_run(index, "fmnist_dense", ["variant=dense", "masking.density=1.0"], 0, 0.90)
+    paths = write_table("fmnist", RunIndex(index.root, "smoke"), tmp_path / "out")
+    lines = paths[0].read_text().splitlines()
+    assert lines[0] == "LeNet-5 on Fashion-MNIST (beyond the report)" and "report" not in lines[2]
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
+    assert "**86.0** (1/2 seeds)" in rows["| RigL"] and "**85.0** (1/2 seeds)" in rows["| RigL (ERK)"]
+    assert "90.0 (1/2 seeds)" in rows["| Dense Baseline"]

@@ -1,16 +1,16 @@
 """End-to-end runs on the embedded digits: summary.json, exact resumption, and every refusal."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rigl_repro.data.cifar import md5_of
 from rigl_repro.errors import ConfigError
 from rigl_repro.training import Trainer, TrainingDiverged, run
 from rigl_repro.training.checkpoint import CheckpointError, load_checkpoint
-from tests.helpers import compose_config, write_archive
+from tests.helpers import compose_config, fake_cifar
 
 QUICK = ("train.epochs=3", "masking.delta_t=5")
 
@@ -180,16 +180,14 @@ def test_bad_options_fail_before_training(tmp_path, override, message):
     assert not (tmp_path / "run").exists()  # nothing written, not even initial weights
 
 
-def test_a_cifar10_run_on_a_generated_archive_with_augmentation(tmp_path):
+def test_a_cifar10_run_through_torchvision_with_augmentation(tmp_path, monkeypatch, local_server):
     rng = np.random.default_rng(0)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     batches = {name: (rng.integers(0, 256, (12, 3, 32, 32), dtype="uint8"), rng.integers(0, 10, 12)) for name in names}
-    archive = tmp_path / "cifar-10-python.tar.gz"
-    write_archive(archive, "cifar-10-batches-py", batches, "labels")
+    fake_cifar(monkeypatch, local_server, "cifar10", batches)
     cfg = compose_config(
-        "dataset=cifar10", f"dataset.root={tmp_path}/data", f"dataset.url={archive.as_uri()}",
-        f"dataset.md5={md5_of(archive)}", "dataset.train_pool=60", "dataset.val_size=10", "model.width=0.25",
-        "train.epochs=2", "train.batch_size=16", "masking.delta_t=2", "masking.distribution=erk",
+        "dataset=cifar10", f"dataset.root={tmp_path}/data", "dataset.train_pool=60", "dataset.val_size=10",
+        "model.width=0.25", "train.epochs=2", "train.batch_size=16", "masking.delta_t=2", "masking.distribution=erk",
     )  # fmt: skip
     trainer = Trainer(cfg, tmp_path / "run")
     assert trainer.data.augment == "reflect_crop_flip" and trainer.data.train.images.dtype == torch.uint8
@@ -234,3 +232,13 @@ def test_lottery_counts_the_training_of_the_run_it_starts_from(tmp_path):
     )  # fmt: skip
     assert lottery["flops"]["pretraining_flops"] == dense["flops"]["train_flops"]
     assert lottery["flops"]["train_relative"] == pytest.approx(1.0 + lottery["flops"]["inference_relative"])
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Debian's dataset-fashion-mnist is "
+                    "not installed (CI installs it)")  # fmt: skip
+def test_lenet5_learns_the_real_fashion_mnist_in_one_epoch(tmp_path):
+    cfg = compose_config("dataset=fashion_mnist", f"dataset.root={tmp_path}/data", "train.epochs=1",
+                         "masking=rigl", "masking.density=0.1")  # fmt: skip
+    summary = run(cfg, tmp_path / "run")
+    assert summary["steps"] == 430 and summary["config"]["model"]["name"] == "lenet5"
+    assert summary["test_acc"] > 0.7 and summary["density"] == pytest.approx(0.1, abs=1e-3)

@@ -14,6 +14,8 @@ IDENTITY_KEYS = ("dataset", "model", "masking", "train", "seed")
 # Training options that change how fast a run goes, not what it computes (same optimizer, schedule, data
 # and masks), so a run may resume, and counts in its table cell, under any of their values.
 EXECUTION_OPTIONS = ("amp", "channels_last", "compile", "eval_batch_size")
+# Dataset options that say where the data are found, not what they are (the files are checked either way).
+DATA_LOCATION_OPTIONS = ("root", "system_root", "download", "raw_md5")
 
 
 def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -22,6 +24,8 @@ def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     identity = {key: config.get(key) for key in IDENTITY_KEYS}
     if isinstance(identity["train"], Mapping):
         identity["train"] = {k: v for k, v in identity["train"].items() if k not in EXECUTION_OPTIONS}
+    if isinstance(identity["dataset"], Mapping):
+        identity["dataset"] = {k: v for k, v in identity["dataset"].items() if k not in DATA_LOCATION_OPTIONS}
     return identity
 
 

@@ -32,12 +32,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+from rigl_repro.config import compose_config  # noqa: E402
 from rigl_repro.training import Trainer  # noqa: E402
 
 
@@ -64,8 +64,8 @@ def update_seconds(trainer: Trainer, repeats: int = 3) -> float:
 
 
 def bench_config(method: str, density: float, seed: int, overrides: list[str]) -> DictConfig:
-    """The run's config on synthetic CIFAR-shaped data (inside an initialised Hydra config directory)."""
-    return compose("config", overrides=[
+    """The run's config on synthetic CIFAR-shaped data."""
+    return compose_config([
         "dataset=synthetic", f"masking={method}", f"masking.density={density}", "logger.mode=disabled", f"seed={seed}",
         *overrides,
     ])  # fmt: skip
@@ -176,10 +176,8 @@ def main() -> None:
     if args.concurrent and "rigl" not in args.methods.split(","):
         parser.error("--concurrent compares against one RigL run: keep rigl in --methods")
 
-    config_dir = Path(__file__).resolve().parents[1] / "conf"
     results: dict[str, Measured] = {}
-    initialize = initialize_config_dir(config_dir=str(config_dir), version_base="1.3")
-    with tempfile.TemporaryDirectory() as scratch, initialize:
+    with tempfile.TemporaryDirectory() as scratch:
         for method in args.methods.split(","):
             trainer = Trainer(bench_config(method, args.density, 0, args.overrides), Path(scratch) / method)
             results[method] = measure(trainer, args.epochs)

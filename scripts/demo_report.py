@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 matplotlib.use("Agg")  # files only: works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -43,11 +45,15 @@ def main() -> None:
     summaries = collect_summaries(args.root)
     if not summaries:
         raise SystemExit(f"error: no finished run (summary.json) below {args.root}")
-    by_method: dict[str, list[dict]] = defaultdict(list)
+    by_method: dict[tuple[str, float], list[dict]] = defaultdict(list)  # seeds of one method at one density
     for summary in summaries:
-        by_method[label(summary)].append(summary)
-    methods = sorted(by_method, key=lambda name: (ORDER.index(name.split(" ")[0]) if name.split(" ")[0] in ORDER
-                                                  else len(ORDER), name))  # fmt: skip
+        by_method[(label(summary), summary["density"])].append(summary)
+
+    def order(key: tuple[str, float]) -> tuple:
+        name = key[0].split(" ")[0]
+        return (ORDER.index(name) if name in ORDER else len(ORDER), key[0], -key[1])
+
+    methods = sorted(by_method, key=order)
 
     print(f"\n{'method':<18} {'seeds':>5} {'test acc (%)':>13} {'val acc (%)':>12} {'density':>8} {'epochs':>7} "
           f"{'time (s)':>9}")  # fmt: skip
@@ -55,17 +61,19 @@ def main() -> None:
         runs = by_method[method]
         vals = [100 * run["val_acc"] for run in runs if run["val_acc"] is not None]
         print(
-            f"{method:<18} {len(runs):5d} {spread([100 * run['test_acc'] for run in runs]):>13} "
+            f"{method[0]:<18} {len(runs):5d} {spread([100 * run['test_acc'] for run in runs]):>13} "
             f"{spread(vals) if vals else '-':>12} {runs[0]['density']:8.3f} {runs[0]['epochs']:7d} "
             f"{statistics.fmean(run['wall_time_s'] for run in runs):9.1f}"
         )
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
+    several_densities = len({density for _, density in methods if density < 1}) > 1
     for method in methods:
         histories = [[e for e in run["history"] if e["val_acc"] is not None] for run in by_method[method]]
-        epochs = [e["epoch"] for e in histories[0]]
+        epochs = [e["epoch"] for e in min(histories, key=len)]  # the epochs every seed has
         means = [statistics.fmean(100 * h[i]["val_acc"] for h in histories) for i in range(len(epochs))]
-        axis.plot(epochs, means, marker="o", markersize=3, label=f"{method} ({means[-1]:.1f}%)" if means else method)
+        name = f"{method[0]} at {method[1]:.3g}" if several_densities else method[0]
+        axis.plot(epochs, means, marker="o", markersize=3, label=f"{name} ({means[-1]:.1f}%)" if means else name)
     first = summaries[0]["config"]
     density = next((run["config"]["masking"]["density"] for run in summaries if run["density"] < 1), None)
     title = f"{first['dataset']['name']}, {first['model']['name']}" + (f", density {density}" if density else "")

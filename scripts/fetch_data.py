@@ -1,4 +1,4 @@
-"""Put a dataset where runs read it, and say where it came from; the same Hydra config as main.py.
+"""Put a dataset where runs read it, and print its splits; the same Hydra config as main.py.
 
     python scripts/fetch_data.py dataset=fashion_mnist      # dataset.root, else Debian's package, else download
     python scripts/fetch_data.py dataset=cifar10 dataset.root=/data
@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
@@ -19,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 import torch  # noqa: E402
 
+from rigl_repro.config import compose_config  # noqa: E402
 from rigl_repro.data import load_splits  # noqa: E402
 from rigl_repro.errors import ConfigError  # noqa: E402
 
@@ -27,11 +27,8 @@ def main(overrides: list[str]) -> None:
     if {"-h", "--help"} & set(overrides):
         print(__doc__)
         return
-    config_dir = Path(__file__).resolve().parents[1] / "conf"
     try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+        dataset = OmegaConf.to_container(compose_config(overrides).dataset, resolve=True)
         splits = load_splits(dataset, torch.device("cpu"))
     except (ConfigError, HydraException) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -15,11 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+from rigl_repro.config import compose_config  # noqa: E402
 from rigl_repro.errors import ConfigError  # noqa: E402
 from rigl_repro.flops.planning import plan_flops  # noqa: E402
 
@@ -49,10 +49,8 @@ def main(overrides: list[str]) -> None:
     if {"-h", "--help"} & set(overrides):
         print(__doc__)
         return
-    config_dir = Path(__file__).resolve().parents[1] / "conf"
     try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)  # reads the config only: writes no run folder
+        cfg = compose_config(overrides)
         plan = plan_flops(cfg)
     except (ConfigError, HydraException) as error:
         sys.exit(f"error: {error}")

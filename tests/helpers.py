@@ -60,15 +60,11 @@ def train(
             after_step(updated)
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
 def compose_config(*overrides: str):
     """The config ``main.py`` would see with these overrides (W&B disabled, digits unless overridden)."""
-    from hydra import compose, initialize_config_dir
+    from rigl_repro.config import compose_config as compose
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=["dataset=digits", "logger.mode=disabled", *overrides])
+    return compose(["dataset=digits", "logger.mode=disabled", *overrides])
 
 
 CIFAR_LAYOUT = {  # torchvision's class, its folder, label key, metadata file and key

@@ -26,6 +26,18 @@ def test_fetching_the_embedded_digits_reports_the_splits(tmp_path):
     assert result.stdout.strip() == "digits: 1247 train, 250 val, 300 test images of shape (1, 8, 8)"
 
 
+def test_the_demo_and_the_fmnist_experiment_run_lenet5_on_fashion_mnist():
+    from rigl_repro.config import compose_config
+
+    demo = compose_config(["experiment=demo"], with_hydra=True)
+    fmnist = compose_config(["experiment=fmnist"], with_hydra=True)
+    for cfg in (demo, fmnist):
+        assert (cfg.dataset.name, cfg.model.name, cfg.train.batch_size) == ("fashion_mnist", "lenet5", 128)
+    assert (demo.train.epochs, demo.masking.density) == (5, 0.05)
+    assert demo.hydra.sweeper.params.masking == "dense,static,set,rigl,snfs"
+    assert fmnist.train.epochs == 10 and fmnist.hydra.sweeper.params["masking.density"] == "0.05,0.1,0.2"
+
+
 def summary(method, seed, test_acc):
     history = [{"epoch": epoch, "val_acc": test_acc - 0.1 / epoch} for epoch in (1, 2, 3)]
     config = {"masking": {"name": method, "distribution": "uniform", "density": 0.05},

@@ -6,14 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from rigl_repro import config as project_config
 from rigl_repro.models import build_model
 from rigl_repro.sparsity import build_method
 from rigl_repro.sparsity.schedules import schedule_length
 from rigl_repro.training.recipe import Recipe, learning_rate_factor
-from tests.helpers import CONF_DIR, compose_config
+from tests.helpers import compose_config
 
 FIDELITY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "fidelity.md"
 
@@ -118,10 +118,7 @@ def test_re_initialised_rows_start_from_the_source_runs_masks(variant, source):
 
 
 def sweep_config():
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "config", overrides=["experiment=sweep_alpha_dt", "logger.mode=disabled"], return_hydra_config=True
-        )
+    return project_config.compose_config(["experiment=sweep_alpha_dt", "logger.mode=disabled"], with_hydra=True)
 
 
 def test_the_optuna_sampler_seed_is_the_report_codes():

@@ -32,6 +32,8 @@ def test_the_identity_keeps_what_determines_results_and_drops_speed_options():
     assert run_identity(other) != identity
     older = {**CONFIG, "train": {k: v for k, v in CONFIG["train"].items() if k != "compile"}}
     assert run_identity(older) == identity  # a run recorded before an execution option existed
+    moved = {**CONFIG, "dataset": {**CONFIG["dataset"], "root": "/elsewhere", "system_root": None, "download": False}}
+    assert run_identity(moved) == identity  # where the data are found is not what they are
 
 
 def test_a_summary_is_written_whole_and_read_back(tmp_path):

@@ -4,6 +4,9 @@ when missing. Images come back as uint8 tensors (N, 3, 32, 32), decoded once."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.error import URLError
 
@@ -17,6 +20,18 @@ CLASSES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}  # torchvision's datase
 
 class DatasetMissingError(ConfigError):
     """The dataset is not on disk and could not be fetched."""
+
+
+@contextmanager
+def network_timeout(seconds: float = 30.0) -> Iterator[None]:
+    """A timeout for torchvision's downloads, which set none: a network that drops packets fails in
+    ``seconds`` instead of the system's minutes."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def as_tensors(
@@ -35,13 +50,15 @@ def load_cifar(root: str | Path, name: str, download: bool = True) -> tuple[torc
     dataset_class = getattr(torchvision.datasets, CLASSES[name])
     archive, folder = dataset_class.filename, dataset_class.base_folder
     try:
-        train = dataset_class(str(root), train=True, download=download)
+        with network_timeout():
+            train = dataset_class(str(root), train=True, download=download)
         test = dataset_class(str(root), train=False, download=False)
     except (RuntimeError, URLError, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else error.__class__.__name__
         how = "could not be downloaded" if download else "dataset.download=false"
         raise DatasetMissingError(
-            f"{name} is not in {Path(root) / folder} and {how} ({reason}); put the contents of {archive} "
-            f"({dataset_class.url}) there, or set dataset.root to the folder that holds {folder}/"
+            f"{name} is not in {Path(root) / folder} and {how} ({reason}); put {archive} ({dataset_class.url}) "
+            f"in {root} (it is then checked and extracted without a network), or set dataset.root to the folder "
+            f"that holds {folder}/"
         ) from None
     return (*as_tensors(train.data, train.targets), *as_tensors(test.data, test.targets))

@@ -15,15 +15,17 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.error import URLError
 
 import torch
 
-from rigl_repro.data.cifar import DatasetMissingError, as_tensors
+from rigl_repro.data.cifar import DatasetMissingError, as_tensors, network_timeout
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+HOW = "apt-get install dataset-fashion-mnist (Debian), or run once with a network (torchvision downloads it)"
 
 
 def md5_of(path: Path) -> str:
@@ -35,13 +37,31 @@ def md5_of(path: Path) -> str:
 
 
 def extract(archive: Path, target: Path) -> None:
-    """Decompress ``archive`` into ``target`` atomically: a half-written file is never left behind."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as out:
-        with gzip.open(archive, "rb") as source:
-            shutil.copyfileobj(source, out)
-        temporary = Path(out.name)
-    os.replace(temporary, target)
+    """Decompress ``archive`` into ``target`` atomically, readable by all as a downloaded file would be: a
+    half-written file is never left behind, and a broken archive stops with one line."""
+    temporary = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as out:
+            temporary = Path(out.name)
+            with gzip.open(archive, "rb") as source:
+                shutil.copyfileobj(source, out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, target)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise DatasetMissingError(
+            f"{archive} is not a complete gzip file ({error.__class__.__name__}); reinstall it "
+            "(apt-get install --reinstall dataset-fashion-mnist) or set dataset.system_root=null to download"
+        ) from None
+    except OSError as error:
+        raise DatasetMissingError(
+            f"cannot write {target.parent} ({error.strerror or error}); set dataset.root to a writable folder"
+        ) from None
+    finally:
+        if temporary is not None and temporary.exists():
+            temporary.unlink()
 
 
 def fetch(root: Path, system_root: str | None, download: bool) -> str:
@@ -54,18 +74,18 @@ def fetch(root: Path, system_root: str | None, download: bool) -> str:
         for name in RAW_FILES:
             extract(system / f"{name}.gz", raw / name)
         return str(system)
-    how = "apt-get install dataset-fashion-mnist (Debian), or run once with a network (torchvision downloads it)"
     if not download:
-        raise DatasetMissingError(f"Fashion-MNIST is not in {raw} and dataset.download=false; {how}")
+        raise DatasetMissingError(f"Fashion-MNIST is not in {raw} and dataset.download=false; {HOW}")
     import torchvision.datasets
 
     try:
-        torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
+        with network_timeout():
+            torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
     except (RuntimeError, URLError, OSError) as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else error.__class__.__name__
         where = f"{system}" if system is not None else "dataset.system_root"
         raise DatasetMissingError(
-            f"Fashion-MNIST is neither in {raw} nor in {where}, and could not be downloaded ({reason}); {how}"
+            f"Fashion-MNIST is neither in {raw} nor in {where}, and could not be downloaded ({reason}); {HOW}"
         ) from None
     return "download"
 
@@ -77,15 +97,18 @@ def load_fashion_mnist(
     import torchvision.datasets
 
     root = Path(root)
-    fetch(root, system_root, download)
+    source = fetch(root, system_root, download)
     raw = root / "FashionMNIST" / "raw"
-    for name, expected in (raw_md5 or {}).items():
-        actual = md5_of(raw / name)
-        if actual != expected:
-            raise DatasetMissingError(
-                f"{raw / name} has MD5 {actual}, expected {expected} (dataset.raw_md5): the file is corrupt or "
-                "not the official one; delete it and run again"
-            )
-    train = torchvision.datasets.FashionMNIST(str(root), train=True)
-    test = torchvision.datasets.FashionMNIST(str(root), train=False)
+    try:
+        for name, expected in (raw_md5 or {}).items():
+            actual = md5_of(raw / name)
+            if actual != expected:
+                raise DatasetMissingError(
+                    f"{raw / name} has MD5 {actual}, expected {expected} (dataset.raw_md5): it is not the official "
+                    f"file (it came from {source}); delete {raw} and get the files another way: {HOW}"
+                )
+        train = torchvision.datasets.FashionMNIST(str(root), train=True)
+        test = torchvision.datasets.FashionMNIST(str(root), train=False)
+    except (OSError, RuntimeError) as error:
+        raise DatasetMissingError(f"cannot read Fashion-MNIST in {raw} ({error}); delete the folder and run again")
     return (*as_tensors(train.data, train.targets), *as_tensors(test.data, test.targets))

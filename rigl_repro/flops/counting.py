@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from rigl_repro.errors import ConfigError
 from rigl_repro.sparsity.masks import sparsifiable_weights
 
 
@@ -43,6 +44,12 @@ def layer_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
         }
         with torch.no_grad():
             functional_call(model, meta_state, (torch.empty(1, *input_shape, device="meta"),))
+    except RuntimeError as error:  # the model does not take this dataset's images
+        shape = "x".join(map(str, input_shape))
+        raise ConfigError(
+            f"the model ({type(model).__name__}) does not take the dataset's {shape} images "
+            f"({str(error).splitlines()[0]}); choose a model for this dataset (model=...)"
+        ) from None
     finally:
         for handle in handles:
             handle.remove()

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from rigl_repro.config import compose_config
 from rigl_repro.results import collect_summaries, run_identity
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
@@ -71,9 +69,8 @@ class RunIndex:
 
     def compose(self, experiment: str, overrides: Sequence[str] = ()) -> DictConfig:
         """The job configuration ``main.py -m experiment=...`` runs for one grid point."""
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            root = [f"output_root={self.output_root}"] if self.output_root else []
-            return compose("config", overrides=[f"experiment={experiment}", f"scale={self.scale}", *root, *overrides])
+        root = [f"output_root={self.output_root}"] if self.output_root else []
+        return compose_config([f"experiment={experiment}", f"scale={self.scale}", *root, *overrides])
 
     def cell(self, experiment: str, overrides: Sequence[str] = ()) -> Cell:
         """The finished runs of a grid point, over every seed of the experiment's ``grid_seeds``."""

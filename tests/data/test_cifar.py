@@ -47,7 +47,7 @@ def test_missing_data_without_network_says_where_to_put_it(tmp_path, cifar10_arc
 
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")  # closed
     root = tmp_path / "empty"
-    refused = r"could not be downloaded \(.*Connection refused.*\); put the contents of"
+    refused = r"could not be downloaded \(.*Connection refused.*\); put cifar-10-batches-py.tar.gz \(http://127.0.0.1:9/"
     with pytest.raises(DatasetMissingError, match=refused):
         load_cifar(root, "cifar10")
     with pytest.raises(DatasetMissingError, match=r"dataset.download=false"):

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from rigl_repro.errors import ConfigError
 from rigl_repro.flops.counting import inference_flops, layer_flops
 from rigl_repro.models import resnet50, small_cnn, wrn22_2
 
@@ -31,7 +32,7 @@ def test_counting_touches_no_batchnorm_statistics_and_leaves_no_hooks():
 
 def test_hooks_are_removed_even_when_the_forward_pass_fails():
     model = small_cnn()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ConfigError, match=r"does not take the dataset's 3x8x8 images .*choose a model"):
         layer_flops(model, (3, 8, 8))  # wrong channel count
     assert all(not module._forward_hooks for module in model.modules())
 

@@ -1,6 +1,7 @@
 """End-to-end runs on the embedded digits: summary.json, exact resumption, and every refusal."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,8 @@ def test_small_dense_trains_a_narrower_dense_model(tmp_path):
         ("checkpoint.every_epochs=0", "checkpoint.every_epochs=0 is invalid; expected an integer >= 1"),
         ("logger.mode=loud", "logger.mode='loud' is not known; choose one of: online, offline, disabled"),
         ("seed=-1", "seed=-1 is invalid; expected an integer >= 0"),
+        ("model=lenet5", r"the model \(LeNet5\) does not take the dataset's 1x8x8 images .*choose a model"),
+        ("dataset.augment=flip", "dataset.augment='flip' is not known; choose one of: reflect_crop_flip"),
     ],
 )
 def test_bad_options_fail_before_training(tmp_path, override, message):
@@ -234,8 +237,8 @@ def test_lottery_counts_the_training_of_the_run_it_starts_from(tmp_path):
     assert lottery["flops"]["train_relative"] == pytest.approx(1.0 + lottery["flops"]["inference_relative"])
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Debian's dataset-fashion-mnist is "
-                    "not installed (CI installs it)")  # fmt: skip
+@pytest.mark.skipif(not (Path("/usr/share/datasets/fashion-mnist").is_dir() or os.environ.get("CI")),
+                    reason="Debian's dataset-fashion-mnist is not installed (CI installs it)")  # fmt: skip
 def test_lenet5_learns_the_real_fashion_mnist_in_one_epoch(tmp_path):
     cfg = compose_config("dataset=fashion_mnist", f"dataset.root={tmp_path}/data", "train.epochs=1",
                          "masking=rigl", "masking.density=0.1")  # fmt: skip

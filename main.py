@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+import rigl_repro.config  # noqa: F401  (registers the resolvers conf/config.yaml uses)
 from rigl_repro.errors import ConfigError
 from rigl_repro.training import TrainingDiverged, run
 

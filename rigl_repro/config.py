@@ -3,13 +3,34 @@ report builder and the tests, which need the exact config ``main.py`` would run 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+FOLDER_NAME_LIMIT = 200  # bytes: file systems allow 255 per name; this leaves room for a hash and suffixes
+
+
+def run_folder_name(override_dirname: str, limit: int = FOLDER_NAME_LIMIT) -> str:
+    """A run's folder name from its command-line overrides (Hydra's ``override_dirname``): one folder,
+    never nested (``/`` in a value becomes ``%2F``), and at most ``limit`` bytes: a longer list keeps its
+    start and ends in a hash of the whole, so the same command always finds the same folder. The full list
+    stays in the folder's ``.hydra/overrides.yaml``; reports match runs by their configuration, not their
+    folder name."""
+    name = override_dirname.replace("%", "%25").replace("/", "%2F")
+    encoded = name.encode()
+    if len(encoded) <= limit:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    return f"{encoded[: limit - len(digest) - 1].decode(errors='ignore')}-{digest}"
+
+
+# conf/config.yaml names run folders through this resolver. Registered on import: main.py and the Hydra
+# callback module (which every launcher's job process unpickles before it resolves its folder) import it.
+OmegaConf.register_new_resolver("run_folder_name", run_folder_name, replace=True)
 
 
 def compose_config(overrides: Sequence[str] = (), *, with_hydra: bool = False) -> DictConfig:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from rigl_repro.config import compose_config
 
 
@@ -12,3 +14,32 @@ def test_overrides_compose_as_on_the_command_line():
 def test_the_hydra_node_carries_a_sweep_s_parameters():
     cfg = compose_config(["experiment=demo"], with_hydra=True)
     assert cfg.hydra.sweeper.params.masking == "dense,static,set,rigl,snfs"
+
+
+def test_run_folder_names_never_nest_and_stay_under_the_file_system_limit():
+    from rigl_repro.config import FOLDER_NAME_LIMIT, run_folder_name
+
+    assert run_folder_name("masking.density=0.1,seed=0") == "masking.density=0.1,seed=0"  # short names unchanged
+    assert run_folder_name("masking.custom_densities=runs/a/summary.json") == (
+        "masking.custom_densities=runs%2Fa%2Fsummary.json"
+    )
+    assert run_folder_name("a=50%/b") != run_folder_name("a=50%2Fb")  # the escape itself is escaped
+    long = ",".join(f"train.option_{i}=0.{i}123456789012345" for i in range(10))
+    name = run_folder_name(long)
+    assert len(name.encode()) == FOLDER_NAME_LIMIT and name.startswith("train.option_0=0.0123")
+    assert run_folder_name(long) == name and run_folder_name(long.replace("0.9", "0.8")) != name
+    assert len(run_folder_name("é" * 300).encode()) <= FOLDER_NAME_LIMIT  # cut on a character boundary
+
+
+def test_a_run_s_folder_name_goes_through_the_resolver(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    overrides = ["dataset=digits", "logger.mode=disabled", "train.epochs=1", f"output_root={tmp_path}",
+                 *(f"+extra_{i}=0.{i}123456789012345678" for i in range(10)), "+note=a/b"]  # fmt: skip
+    result = subprocess.run([sys.executable, str(root / "main.py"), *overrides], cwd=tmp_path, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    (summary,) = tmp_path.rglob("summary.json")
+    assert summary.parent.parent == tmp_path / "digits-small_cnn-rigl"  # one folder level: "/" did not nest
+    assert len(summary.parent.name.encode()) <= 200

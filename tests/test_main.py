@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,3 +40,32 @@ def test_a_bad_option_exits_non_zero_with_one_line_naming_it(tmp_path):
     assert len(errors) == 1 and "masking.alpha=1.5 is out of range" in errors[0]
     assert "Traceback" not in result.stdout + result.stderr
     assert not list(tmp_path.rglob("summary.json")) and not list(tmp_path.rglob("checkpoint.pt"))
+
+
+def test_a_second_identical_command_is_refused_while_the_first_trains(tmp_path):
+    overrides = ("dataset=digits", "logger.mode=disabled", "train.epochs=200", f"output_root={tmp_path}")
+    first = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *overrides], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        lock = tmp_path / "digits-small_cnn-rigl" / "dataset=digits,train.epochs=200" / ".lock"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None and not (lock.exists() and lock.read_text()):
+            time.sleep(0.2)
+        assert first.poll() is None, "the first run ended before the second started"
+        second = main_py(*overrides, cwd=tmp_path)
+    finally:
+        first.kill()
+        first.wait()
+    output = second.stdout + second.stderr
+    assert second.returncode == 2 and "Traceback" not in output
+    errors = [line for line in output.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"is in use by process {first.pid} on" in errors[0]
+
+
+def test_a_sweep_with_a_bad_value_runs_the_others_then_exits_2_in_one_line_per_failure(tmp_path):
+    overrides = ("dataset=digits", "logger.mode=disabled", "train.epochs=1", f"output_root={tmp_path}")
+    result = main_py(*overrides, "masking=rigl", "masking.density=0.1,1.5,2.5", "-m", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output and "Error executing job" not in output
+    assert "2 of 3 runs failed:" in output and output.count("is out of range") == 4  # each run's line, the summary's
+    assert len(list(tmp_path.rglob("summary.json"))) == 1  # the valid run ran to its end

@@ -8,6 +8,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+import rigl_repro.config  # noqa: F401  (registers the run_folder_name resolver in every job process)
+
 
 class CreateOutputRoot(Callback):
     """Create ``output_root`` before a sweep starts: the Optuna sweeper opens its SQLite study there before

@@ -4,7 +4,6 @@ message when they come from another configuration or are unreadable."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import torch
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.results import run_identity
+from rigl_repro.results import atomic_file, run_identity
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -23,9 +22,8 @@ class CheckpointError(ConfigError):
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     """Write ``state`` to ``path`` through a temporary file and an atomic rename."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(dict(state), temporary)
-    os.replace(temporary, path)
+    with atomic_file(path) as temporary:
+        torch.save(dict(state), temporary)
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -33,6 +33,7 @@ from rigl_repro.sparsity import SparseEngine, build_method
 from rigl_repro.sparsity.schedules import schedule_length
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
+from rigl_repro.training.run_folder import run_folder_lock
 from rigl_repro.training.tracking import Tracker, validate_mode
 
 log = logging.getLogger(__name__)
@@ -334,8 +335,10 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     finished = read_summary(output_dir)
     if finished is None:
         trainer = Trainer(cfg, output_dir)  # validates everything before the folder is touched
-        output_dir.mkdir(parents=True, exist_ok=True)
-        return trainer.fit()
+        with run_folder_lock(output_dir):
+            finished = read_summary(output_dir)  # finished by the process that held the lock
+            if finished is None:
+                return trainer.fit()
     current = run_identity(OmegaConf.to_container(cfg, resolve=True))
     changed = sorted(key for key, value in run_identity(finished["config"]).items() if value != current[key])
     if changed:

@@ -173,6 +173,8 @@ class SparseMethod:
     def custom_density_map(self) -> Mapping[str, float] | None:
         """``custom_densities`` as a map; a path names a finished run's ``summary.json``, whose final
         per-layer densities are used (the report's re-initialisation and lottery rows)."""
+        if self.distribution != "custom":  # the option is ignored, and never read, under other distributions
+            return None
         if not isinstance(self.custom_densities, str):
             return self.custom_densities
         return self.source_summary()["layer_densities"]

@@ -1,0 +1,268 @@
+"""A Hydra sweeper around Optuna's ask-and-tell that resumes a stored study exactly.
+
+Why not hydra-optuna-sweeper: its last release (1.3) pins optuna < 3, and on a restart it asks ``n_trials``
+more trials, replays its seeded sampler's first proposals and leaves the interrupted trial RUNNING forever.
+Here:
+
+- ``n_trials`` is the study's total: a restarted sweep runs only the trials still missing.
+- Every trial the sweeper asks for records a heartbeat in the storage while it runs. At start-up, RUNNING
+  trials whose heartbeat stopped (their sweeper was killed) are failed and queued again with the same
+  parameters, so their run folders resume from their checkpoints (or are reused when they had finished).
+- The sampler is seeded per proposal (seed + number of proposals made before), so a resumed sweep proposes
+  what an uninterrupted one would have, and never replays the start-up points.
+
+The search space uses the syntax of Hydra's Optuna sweeper (and the report's code): ``interval(a, b)`` is a
+uniform float (``tag(log, interval(a, b))`` log-uniform, integers if both ends are), ``range(a, b, step=s)``
+the integers a, a + s, ..., b (both ends included, as hydra-optuna-sweeper 1.3 had it), ``choice(...)`` a
+categorical; any other value is passed to every trial unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob, IntervalSweep, Override, RangeSweep
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from rigl_repro.errors import ConfigError
+from rigl_repro.sweeps.grid import exit_after_failures, take_run_failures
+
+log = logging.getLogger(__name__)
+
+
+def distribution_of(override: Override) -> BaseDistribution | None:
+    """The Optuna distribution a sweep override describes, or None for a plain value."""
+    if not override.is_sweep_override():
+        return None
+    value = override.value()
+    if isinstance(value, Glob):
+        raise ConfigError(f"{override.input_line}: Optuna cannot sample a glob; use interval, range or choice")
+    if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
+        return CategoricalDistribution(list(override.sweep_iterator()))
+    if isinstance(value, RangeSweep):
+        if any(isinstance(bound, float) for bound in (value.start, value.stop, value.step)):
+            return FloatDistribution(value.start, value.stop, step=value.step)
+        return IntDistribution(int(value.start), int(value.stop), step=int(value.step))
+    if isinstance(value, IntervalSweep):
+        log_scale = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(value.start, value.end, log=log_scale)
+        return FloatDistribution(value.start, value.end, log=log_scale)
+    raise ConfigError(f"{override.input_line} is a sweep Optuna cannot sample; use interval, range or choice")
+
+
+def search_space(overrides: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+    """Split ``key=value`` overrides into Optuna distributions (sweeps) and fixed ``key: value`` overrides.
+    A later override of a key replaces an earlier one (the command line after the config's ``params``)."""
+    space: dict[str, BaseDistribution] = {}
+    fixed: dict[str, str] = {}
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.get_key_element()
+        space.pop(key, None)
+        fixed.pop(key, None)
+        distribution = distribution_of(override)
+        if distribution is None:
+            fixed[key] = override.get_value_element_as_str()
+        else:
+            space[key] = distribution
+    return space, fixed
+
+
+def retried_trials(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that were queued again after their sweeper died."""
+    return {number for trial in trials for number in trial.system_attrs.get("retry_history", ())}
+
+
+def finished_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count towards ``n_trials``: complete, pruned, or failed by their own run (not the
+    stale ones that were queued again)."""
+    retried = retried_trials(trials)
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    return [t for t in trials if t.state in done or (t.state == TrialState.FAIL and t.number not in retried)]
+
+
+def proposals_made(trials: Sequence[FrozenTrial]) -> int:
+    """Trials the sampler proposed (the re-queued copies of stale trials are not proposals)."""
+    return sum("retry_history" not in trial.system_attrs for trial in trials)
+
+
+@contextmanager
+def heartbeats(storage: optuna.storages.RDBStorage, trial_ids: Sequence[int], interval: float) -> Iterator[None]:
+    """Record the trials' heartbeats every ``interval`` seconds while the block runs (their jobs train)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            for trial_id in trial_ids:
+                storage.record_heartbeat(trial_id)
+
+    for trial_id in trial_ids:
+        storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class OptunaStudySweeperBase(Sweeper):
+    """Hydra sweeper: ``n_trials`` trials of one stored Optuna study, asked ``n_jobs`` at a time and run by
+    the configured launcher. Registered for Hydra in ``hydra_plugins/rigl_repro_sweeper``."""
+
+    def __init__(
+        self,
+        study_name: str,
+        storage: str,
+        direction: str = "maximize",
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        max_failure_rate: float = 0.0,
+        sampler: dict[str, Any] | None = None,
+        heartbeat_interval: int = 20,
+        grace_period: int = 60,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        self.study_name, self.storage_url, self.direction = study_name, storage, direction
+        self.n_trials, self.n_jobs, self.max_failure_rate = int(n_trials), max(1, int(n_jobs)), max_failure_rate
+        sampler = dict(sampler or {})
+        self.seed, self.n_startup_trials = sampler.get("seed"), int(sampler.get("n_startup_trials", 10))
+        self.heartbeat_interval, self.grace_period = int(heartbeat_interval), int(grace_period)
+        self.params = dict(params or {})
+        self.config: DictConfig | None = None
+        self.launcher = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+
+    def open_storage(self) -> optuna.storages.RDBStorage:
+        if self.storage_url.startswith("sqlite:///"):
+            Path(self.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(
+            self.storage_url,
+            heartbeat_interval=self.heartbeat_interval,
+            grace_period=self.grace_period,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+        )
+
+    def load_study(self, storage: optuna.storages.RDBStorage) -> optuna.Study:
+        """The study, with a sampler seeded for its next proposal."""
+        study = optuna.load_study(study_name=self.study_name, storage=storage)
+        seed = None if self.seed is None else int(self.seed) + proposals_made(study.get_trials(deepcopy=False))
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
+        return optuna.load_study(study_name=self.study_name, storage=storage, sampler=sampler)
+
+    def requeue_stale_trials(self, study: optuna.Study) -> int:
+        """Fail and queue again the RUNNING trials of a sweeper that died; wait up to one grace period for
+        the heartbeats of a sweeper just killed to go stale. Returns how many trials still run elsewhere."""
+        deadline = time.monotonic() + self.grace_period + 1
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if running:
+            log.info(
+                "study %s has %d RUNNING trial(s); waiting up to %d s for a live sweeper's heartbeat",
+                self.study_name, len(running), self.grace_period,
+            )  # fmt: skip
+        while running:
+            optuna.storages.fail_stale_trials(study)
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not running or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        requeued = [t.number for t in study.get_trials(deepcopy=False) if "retry_history" in t.system_attrs]
+        if requeued:
+            log.info("study %s: trials interrupted earlier are queued again as %s", self.study_name, requeued)
+        return len(running)
+
+    def sweep(self, arguments: list[str]) -> None:
+        assert self.config is not None and self.launcher is not None
+        try:
+            space, fixed = search_space([*(f"{key}={value}" for key, value in self.params.items()), *arguments])
+        except ConfigError as error:
+            log.error("error: %s", error)
+            raise SystemExit(2) from None
+        storage = self.open_storage()
+        optuna.create_study(
+            study_name=self.study_name, storage=storage, direction=self.direction, load_if_exists=True
+        )
+        running_elsewhere = self.requeue_stale_trials(optuna.load_study(study_name=self.study_name, storage=storage))
+        while True:
+            study = self.load_study(storage)
+            trials = study.get_trials(deepcopy=False)
+            to_go = self.n_trials - len(finished_trials(trials)) - running_elsewhere
+            if to_go <= 0:
+                break
+            batch = [study.ask(space) for _ in range(min(self.n_jobs, to_go))]
+            overrides = []
+            for trial in batch:
+                trial_overrides = tuple(f"{key}={value}" for key, value in {**trial.params, **fixed}.items())
+                trial.set_user_attr("overrides", list(trial_overrides))
+                overrides.append(trial_overrides)
+            with heartbeats(storage, [trial._trial_id for trial in batch], self.heartbeat_interval):
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            self.job_idx += len(returns)
+            failures = self.tell(study, batch, returns)
+            if failures / len(returns) > self.max_failure_rate:
+                run_failures = take_run_failures(returns)
+                if len(run_failures) < failures:  # an unexpected error: raise it, with its traceback
+                    for result in returns:
+                        result.return_value
+                exit_after_failures(run_failures, len(returns))
+        self.write_results(optuna.load_study(study_name=self.study_name, storage=storage))
+
+    def tell(self, study: optuna.Study, batch: Sequence[optuna.Trial], returns: Sequence[Any]) -> int:
+        """Record the jobs' results; returns the number that failed."""
+        failures = 0
+        for trial, result in zip(batch, returns):
+            error = result._return_value if result.status == JobStatus.FAILED else None  # the run logged it
+            try:
+                value = float(result.return_value) if error is None else None
+            except (TypeError, ValueError):
+                value, error = None, f"the run returned {result.return_value!r}, not a number"
+            if value is None:
+                study.tell(trial, state=TrialState.FAIL)
+                log.warning("trial %d failed: %s", trial.number, str(error).splitlines()[0] if str(error) else error)
+                failures += 1
+                continue
+            study.tell(trial, value)
+            params = ", ".join(f"{key}={number:.4g}" for key, number in trial.params.items())
+            done = len(finished_trials(study.get_trials(deepcopy=False)))
+            log.info("trial %d (%d/%d done): %s -> %.4f", trial.number, done, self.n_trials, params, value)
+        return failures
+
+    def write_results(self, study: optuna.Study) -> None:
+        """The study's state, best trial first, in ``<sweep dir>/optuna/<study>.yaml`` (rewritten as it grows)."""
+        trials = study.get_trials(deepcopy=False)
+        finished = finished_trials(trials)
+        complete = [t for t in finished if t.state == TrialState.COMPLETE]
+        results: dict[str, Any] = {
+            "study": self.study_name, "storage": self.storage_url, "n_trials": self.n_trials,
+            "complete": len(complete), "failed": len(finished) - len(complete),
+        }  # fmt: skip
+        if complete:
+            best = study.best_trial
+            results.update(best_trial=best.number, best_value=best.value, best_params=best.params)
+            log.info("study %s: best trial %d, %s -> %.4f", self.study_name, best.number, best.params, best.value)
+        assert self.config is not None
+        path = Path(self.config.hydra.sweep.dir) / "optuna" / f"{self.study_name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(results), path)

@@ -1,0 +1,157 @@
+"""The Optuna sweeper: its search space, its trial counting, and (alpha, delta_t) sweeps through main.py:
+stored studies, per-trial seeds, crashed trials, a killed sweep resumed."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from rigl_repro.errors import ConfigError
+from rigl_repro.sweeps import finished_trials, search_space
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_search_space_reads_hydra_s_sweep_syntax_as_the_report_s_sweeper_did():
+    space, fixed = search_space([
+        "masking.alpha=interval(0.1, 0.6)", "masking.delta_t=range(50, 1000, step=50)",
+        "train.lr=tag(log, interval(1e-3, 0.1))", "masking.distribution=choice(uniform, erk)", "masking.density=0.2",
+        "masking.density=0.5", "seed=range(1, 3)", "seed=7",
+    ])  # fmt: skip
+    assert space == {
+        "masking.alpha": FloatDistribution(0.1, 0.6),
+        "masking.delta_t": IntDistribution(50, 1000, step=50),  # both ends included, as hydra-optuna-sweeper 1.3
+        "train.lr": FloatDistribution(1e-3, 0.1, log=True),
+        "masking.distribution": CategoricalDistribution(["uniform", "erk"]),
+    }
+    assert fixed == {"masking.density": "0.5", "seed": "7"}  # the last override of a key wins
+
+
+def test_an_unsupported_sweep_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="Optuna cannot sample"):
+        search_space(["masking.alpha=glob(*)"])
+
+
+def test_trials_queued_again_after_a_kill_are_counted_once():
+    def trial(number, state, **system_attrs):
+        value = 0.5 if state == TrialState.COMPLETE else None
+        made = create_trial(state=state, value=value, system_attrs=system_attrs)
+        made.number = number
+        return made
+
+    trials = [trial(0, TrialState.COMPLETE), trial(1, TrialState.FAIL), trial(2, TrialState.FAIL),
+              trial(3, TrialState.COMPLETE, failed_trial=2, retry_history=[2]), trial(4, TrialState.RUNNING),
+              trial(5, TrialState.WAITING)]  # fmt: skip
+    assert [t.number for t in finished_trials(trials)] == [0, 1, 3]  # 1 failed by its run; 2 was stale
+
+
+def test_a_stored_sweep_survives_crashed_trials_and_averages_its_seeds(tmp_path):
+    root = tmp_path / "runs"  # does not exist yet: the study's SQLite file is created inside it
+    storage = f"sqlite:///{root}/optuna.db"  # the default storage, ${output_root}/optuna.db
+    command = [
+        sys.executable, str(ROOT / "main.py"), "-m", "experiment=sweep_alpha_dt", "scale=smoke", "masking.density=0.2",
+        "train.epochs=1", "sweep_trials=4", f"output_root={root}",
+        "masking.alpha=interval(0.5, 1.5)",  # the search space, narrowed: alpha > 1 is invalid, those trials crash
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    study = optuna.load_study(study_name="alpha_dt-digits-rigl-0.2", storage=storage)
+    states = [trial.state for trial in study.trials]
+    assert len(states) == 4
+    assert optuna.trial.TrialState.FAIL in states and optuna.trial.TrialState.COMPLETE in states
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert trial.params["masking.alpha"] <= 1.0
+            runs = list(tmp_path.rglob(f"masking.alpha={trial.params['masking.alpha']}*/seed=*/summary.json"))
+            val = [json.loads(run.read_text())["val_acc"] for run in runs]
+            assert len(val) == 2 and abs(trial.value - sum(val) / 2) < 1e-9
+
+
+def test_the_parallel_launcher_runs_trials_and_grid_runs_side_by_side(tmp_path):
+    root = tmp_path / "runs"
+    common = [sys.executable, str(ROOT / "main.py"), "-m", "scale=smoke", "train.epochs=1", f"output_root={root}",
+              "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]  # fmt: skip
+
+    sweep = [*common, "experiment=sweep_alpha_dt", "masking.density=0.2", "sweep_trials=4", "grid_seeds=0"]
+    result = subprocess.run(sweep, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Joblib.Parallel(n_jobs=2,backend=loky") == 2  # Optuna asks two trials at a time
+    assert result.stdout.count("is launching 2 jobs") == 2
+    study = optuna.load_study(study_name="alpha_dt-digits-rigl-0.2", storage=f"sqlite:///{root}/optuna.db")
+    assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+
+    grid = [*common, "masking=rigl", "masking.density=0.1,1.5"]  # the second run's config is invalid
+    result = subprocess.run(grid, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "masking.density=1.5 is out of range" in result.stdout + result.stderr
+    finished = sorted(path.parent.name for path in (root / "digits-small_cnn-rigl").glob("*/summary.json"))
+    assert finished == ["masking.density=0.1,masking=rigl,train.epochs=1"]  # the valid run ran to its end
+
+
+def sweep_command(root, *extra):
+    return [
+        sys.executable, str(ROOT / "main.py"), "-m", "experiment=sweep_alpha_dt", "scale=smoke", "masking.density=0.2",
+        "train.epochs=2", "sweep_trials=5", "hydra.sweeper.sampler.n_startup_trials=2", f"output_root={root}",
+        "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2", "logger.mode=disabled", *extra,
+    ]  # fmt: skip
+
+
+def load(root):
+    return optuna.load_study(study_name="alpha_dt-digits-rigl-0.2", storage=f"sqlite:///{root}/optuna.db")
+
+
+def proposals(study):
+    return [tuple(sorted(t.params.items())) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def trial_states(database):
+    """The trials' states, read without creating anything (opening it with Optuna while the sweeper creates
+    the storage would race the sweeper's schema set-up)."""
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            return [state for (state,) in connection.execute("SELECT state FROM trials ORDER BY number")]
+    except sqlite3.OperationalError:  # no file or no table yet
+        return []
+
+
+def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path):
+    whole = subprocess.run(sweep_command(tmp_path / "whole"), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    root = tmp_path / "killed"
+    sweep = subprocess.Popen(sweep_command(root), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and sweep.poll() is None:  # kill it while its third trial trains
+        states = trial_states(root / "optuna.db")
+        if states.count("COMPLETE") == 2 and "RUNNING" in states:
+            break
+        time.sleep(0.2)
+    assert sweep.poll() is None, "the sweep ended before it could be killed"
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    assert [t.state for t in load(root).trials].count(optuna.trial.TrialState.RUNNING) == 1
+
+    resumed = subprocess.run(sweep_command(root), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = load(root)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 5 and optuna.trial.TrialState.RUNNING not in states
+    assert states.count(optuna.trial.TrialState.FAIL) == 1  # the killed trial, queued again as a new one
+    assert len(set(proposals(study))) == 5
+    assert proposals(study) == proposals(load(tmp_path / "whole"))  # as if never interrupted, values included
+    assert [t.value for t in study.trials if t.value is not None] == [t.value for t in load(tmp_path / "whole").trials]
+    results = yaml.safe_load((root / "optuna" / "alpha_dt-digits-rigl-0.2.yaml").read_text())
+    assert (results["complete"], results["failed"], results["best_value"]) == (5, 0, study.best_value)
+
+    again = subprocess.run(sweep_command(root), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and len(load(root).trials) == 6  # a finished study asks for nothing more

@@ -40,12 +40,12 @@ def main(cfg: DictConfig) -> float | None:
             return train_one(cfg, output_dir)
         if isinstance(cfg.trial_seeds, str) or not isinstance(cfg.trial_seeds, Sequence):
             raise ConfigError(f"trial_seeds={cfg.trial_seeds!r} is invalid; expected a list of seeds, e.g. [0,1,2]")
+        if not cfg.dataset.val_size:  # refused before the first seed trains, not after it
+            raise ConfigError("trial_seeds averages validation accuracies: it needs dataset.val_size > 0")
         accuracies = [
             train_one(OmegaConf.merge(cfg, {"seed": int(seed)}), output_dir / f"seed={seed}")
             for seed in cfg.trial_seeds
         ]
-        if any(accuracy is None for accuracy in accuracies):
-            raise ConfigError("trial_seeds needs a validation set to average (dataset.val_size > 0)")
         return sum(accuracies) / len(accuracies)
     except (ConfigError, TrainingDiverged) as error:
         log.error("error: %s", error)
@@ -56,4 +56,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    problem = rigl_repro.config.check_command_line(sys.argv[1:])  # Hydra would print many lines for it
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

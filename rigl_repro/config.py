@@ -8,10 +8,37 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 FOLDER_NAME_LIMIT = 200  # bytes: file systems allow 255 per name; this leaves room for a hash and suffixes
+
+
+def composition_error(error: Exception) -> str:
+    """Hydra's composition error (an unknown option, group or value) as one line: its sentences, plus the
+    group's available options when it lists them; not its search path or links."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    ends = ("Available options", "Config search path", "See https://")
+    cut = next((i for i, line in enumerate(lines) if line.startswith(ends)), len(lines))
+    message = " ".join(lines[:cut]) or error.__class__.__name__
+    if cut < len(lines) and lines[cut].startswith("Available options"):
+        options = [line for line in lines[cut + 1 :] if not line.startswith(("Config search path", "provider="))]
+        message += f"; choose one of: {', '.join(options)}"
+    return message
+
+
+def check_command_line(arguments: Sequence[str]) -> str | None:
+    """The one-line error that composing a single run's command-line overrides gives, or None. Sweeps
+    (``-m``) and Hydra's own flags and ``hydra.*`` overrides are left to Hydra."""
+    if any(argument.startswith("-") for argument in arguments):
+        return None
+    overrides = [argument for argument in arguments if not argument.startswith(("hydra.", "hydra/", "+hydra"))]
+    try:
+        compose_config(overrides)
+    except HydraException as error:
+        return composition_error(error)
+    return None
 
 
 def run_folder_name(override_dirname: str, limit: int = FOLDER_NAME_LIMIT) -> str:

@@ -44,8 +44,11 @@ def require_bool(option: str, value: object) -> bool:
     return value
 
 
-def require_int(option: str, value: object, minimum: int) -> int:
-    """Return ``value`` if it is an integer >= ``minimum`` (not a bool), else raise a ConfigError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{option}={value!r} is invalid; expected an integer >= {minimum}")
+def require_int(option: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an integer in [``minimum``, ``maximum``] (not a bool), else raise a
+    ConfigError naming it."""
+    valid = not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+    if not valid or (maximum is not None and value > maximum):
+        expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigError(f"{option}={value!r} is invalid; expected an integer {expected}")
     return value

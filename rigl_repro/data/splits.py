@@ -12,7 +12,7 @@ from rigl_repro.data.augment import AUGMENTATIONS
 from rigl_repro.data.cifar import load_cifar
 from rigl_repro.data.digits import load_digits_uint8
 from rigl_repro.data.fashion_mnist import load_fashion_mnist
-from rigl_repro.errors import ConfigError, require_choice
+from rigl_repro.errors import ConfigError, require_choice, require_int
 
 SOURCES = ("cifar10", "cifar100", "fashion_mnist", "digits", "synthetic")
 # Which training images are held out for validation: the last ones in file order (the report's code,
@@ -56,9 +56,22 @@ def holdout(
     return Split(images[keep], labels[keep]), Split(images[held], labels[held])
 
 
+def validate_shape_options(cfg: Mapping[str, Any]) -> None:
+    """The options that describe the images: checked before any file is read."""
+    channels = require_int("dataset.channels", cfg["channels"], 1)
+    require_int("dataset.image_size", cfg["image_size"], 1)
+    require_int("dataset.num_classes", cfg["num_classes"], 2)
+    for option in ("mean", "std"):
+        values = cfg[option]
+        if not isinstance(values, (list, tuple)) or len(values) != channels:
+            raise ConfigError(f"dataset.{option}={values!r} is invalid; expected a list of {channels} value(s), "
+                              "one per channel")  # fmt: skip
+
+
 def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
     """The splits that the ``dataset`` config describes, moved to ``device``."""
     source = cfg["source"]
+    validate_shape_options(cfg)
     augmentation = require_choice("dataset.augment", cfg["augment"], AUGMENTATIONS)
     val_split = require_choice("dataset.val_split", cfg["val_split"], VAL_SPLITS)
     if source in ("cifar10", "cifar100"):
@@ -69,6 +82,7 @@ def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
         )
     elif source == "digits":
         images, labels = load_digits_uint8()
+        require_int("dataset.test_size", cfg["test_size"], 1, len(labels) - 1)
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg["split_seed"] + 1))
         test, rest = order[: cfg["test_size"]], order[cfg["test_size"] :]
         train_x, train_y, test_x, test_y = images[rest], labels[rest], images[test], labels[test]
@@ -86,6 +100,12 @@ def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
         raise ConfigError(
             f"dataset.train_pool={cfg['train_pool']} but the dataset has {len(train_y)} training images; "
             "set it to the size of the training set (it fixes step counts for FLOP planning)"
+        )
+    labels_up_to = int(max(train_y.max(), test_y.max()))  # once, on the host, before training
+    if labels_up_to >= cfg["num_classes"]:
+        raise ConfigError(
+            f"dataset.num_classes={cfg['num_classes']} but {source}'s labels go up to {labels_up_to}; "
+            f"expected at least {labels_up_to + 1}"
         )
     train, val = holdout(train_x, train_y, int(cfg["val_size"]), int(cfg["split_seed"]), val_split)
 

@@ -34,7 +34,7 @@ from rigl_repro.sparsity.schedules import schedule_length
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
 from rigl_repro.training.run_folder import run_folder_lock
-from rigl_repro.training.tracking import Tracker, validate_mode
+from rigl_repro.training.tracking import Tracker, validate_logger
 
 log = logging.getLogger(__name__)
 INITIAL_WEIGHTS_FILE = "initial.pt"
@@ -51,7 +51,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={name!r} is not a device to train on; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto")
     return device
@@ -73,15 +75,24 @@ def select_kernels(deterministic: bool, on_cuda: bool) -> None:
     torch.backends.cudnn.benchmark = on_cuda and not deterministic
 
 
+def validate_run_options(cfg: DictConfig) -> None:
+    """The run's own options (not the dataset's, model's or method's), checked even when a finished run
+    is reused, so that a bad value is never silently accepted."""
+    require_int("seed", cfg.seed, 0, 2**32 - 2)  # seed + 1 seeds the augmentation; NumPy takes < 2^32
+    require_int("checkpoint.every_epochs", cfg.checkpoint.every_epochs, 1)
+    require_bool("checkpoint.resume", cfg.checkpoint.resume)
+    require_bool("deterministic", cfg.deterministic)
+    validate_logger(cfg.logger.mode, cfg.logger.project)
+    resolve_device(str(cfg.device))
+
+
 class Trainer:
     """Builds everything a run needs from the composed config; ``fit()`` trains and returns the summary."""
 
     def __init__(self, cfg: DictConfig, output_dir: Path) -> None:
         self.cfg, self.output_dir = cfg, Path(output_dir)
-        require_int("seed", cfg.seed, 0)
-        require_int("checkpoint.every_epochs", cfg.checkpoint.every_epochs, 1)
-        deterministic = require_bool("deterministic", cfg.deterministic)
-        validate_mode(cfg.logger.mode)
+        validate_run_options(cfg)
+        deterministic = bool(cfg.deterministic)
         self.recipe = Recipe.from_config(OmegaConf.to_container(cfg.train, resolve=True))
         masking = OmegaConf.to_container(cfg.masking, resolve=True)
         self.method = build_method(masking)
@@ -107,6 +118,11 @@ class Trainer:
         reference = self.layer_flops if self.width is None else model_layer_flops(model_cfg, num_classes, input_shape)
         self.reference_inference = float(sum(reference.values()))
 
+        if self.recipe.batch_size > len(self.data.train):
+            raise ConfigError(
+                f"train.batch_size={self.recipe.batch_size} is larger than the {len(self.data.train)} training "
+                "images; expected at most their number"
+            )
         self.steps_per_epoch = math.ceil(len(self.data.train) / self.recipe.batch_size)
         self.epochs = self.recipe.total_epochs
         self.total_steps = self.epochs * self.steps_per_epoch
@@ -332,6 +348,7 @@ class Trainer:
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Train the configured run in ``output_dir``, or return its summary if it has already finished there."""
+    validate_run_options(cfg)
     finished = read_summary(output_dir)
     if finished is None:
         trainer = Trainer(cfg, output_dir)  # validates everything before the folder is touched

@@ -69,7 +69,7 @@ def split_options(tmp_path, val_split):
     return {
         "source": "cifar10", "root": tmp_path / "data", "download": True, "train_pool": 100, "val_size": 10,
         "val_split": val_split, "split_seed": 0, "augment": "reflect_crop_flip",
-        "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+        "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "channels": 3, "image_size": 32, "num_classes": 10,
     }  # fmt: skip
 
 

@@ -172,7 +172,7 @@ def test_small_dense_trains_a_narrower_dense_model(tmp_path):
         ("model.name=vgg", "model.name='vgg' is not known"),
         ("checkpoint.every_epochs=0", "checkpoint.every_epochs=0 is invalid; expected an integer >= 1"),
         ("logger.mode=loud", "logger.mode='loud' is not known; choose one of: online, offline, disabled"),
-        ("seed=-1", "seed=-1 is invalid; expected an integer >= 0"),
+        ("seed=-1", r"seed=-1 is invalid; expected an integer in \[0, 4294967294\]"),
         ("model=lenet5", r"the model \(LeNet5\) does not take the dataset's 1x8x8 images .*choose a model"),
         ("dataset.augment=flip", "dataset.augment='flip' is not known; choose one of: reflect_crop_flip"),
     ],

@@ -1,0 +1,51 @@
+"""Every bad input a new user might type, as ``main.py`` sees it: refused before training starts, in one line
+that names the option, with a non-zero exit code and no traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = [  # (overrides, what the one line must contain)
+    (["seed=99999999999999999999"], "seed=99999999999999999999 is invalid"),
+    (["seed=-1"], "seed=-1 is invalid"),
+    (["device=meta"], "device='meta' is not a device"),
+    (["model=wrn22_2"], "does not take the dataset's 1x8x8 images"),
+    (["dataset.num_classes=5"], "dataset.num_classes=5 but digits's labels go up to 9"),
+    (["dataset.mean=[0.1,0.2]"], "dataset.mean=[0.1, 0.2] is invalid"),
+    (["dataset.image_size=0"], "dataset.image_size=0 is invalid"),
+    (["dataset.test_size=0"], "dataset.test_size=0 is invalid"),
+    (["dataset.val_split=middle"], "dataset.val_split='middle' is not known"),
+    (["dataset.augment=flip"], "dataset.augment='flip' is not known"),
+    (["output_root=/dev/null/runs"], "output_root=/dev/null/runs cannot be written"),
+    (["logger.mode=offline", "logger.project=a/b"], "logger.project='a/b' is invalid"),
+    (["logger.mode=sometimes"], "logger.mode='sometimes' is not known"),
+    (["train.batch_size=100000"], "train.batch_size=100000 is larger than the 1247 training images"),
+    (["train.epochs=1e9"], "train.epochs=1000000000.0 is invalid"),
+    (["checkpoint.resume=maybe"], "checkpoint.resume='maybe' is invalid"),
+    (["deterministic=perhaps"], "deterministic='perhaps' is invalid"),
+    (["trial_seeds=[0,1]", "dataset.val_size=0"], "trial_seeds averages validation accuracies"),
+    (["masking.density=1.5"], "masking.density=1.5 is out of range"),
+    (["masking.alpha=abc"], "masking.alpha='abc' is not a number"),
+    (["masking.delta_t=0"], "masking.delta_t=0"),
+    (["masking.distribution=weird"], "masking.distribution='weird' is not known"),
+    (["masking.distribution=custom", "masking.custom_densities=/no/such/summary.json"], "masking.custom_densities="),
+    (["masking=foo"], "Could not find 'masking/foo'; choose one of: dense,"),
+    (["dataset=nope"], "Could not find 'dataset/nope'; choose one of: cifar10,"),
+    (["foo=1"], "Could not override 'foo'"),
+    (["train.lr=[1"], "no viable alternative at input '[1'"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", CASES, ids=[" ".join(case[0]) for case in CASES])
+def test_a_bad_input_is_refused_in_one_line_before_training(tmp_path, overrides, message):
+    command = [sys.executable, str(ROOT / "main.py"), "dataset=digits", "logger.mode=disabled", "train.epochs=1",
+               f"output_root={tmp_path / 'runs'}", *overrides]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2, output
+    assert len(output) == 1 and "error: " in output[0] and message in output[0], output
+    assert not list(tmp_path.rglob("checkpoint.pt")) and not list(tmp_path.rglob("summary.json"))

@@ -24,7 +24,9 @@ log = logging.getLogger("main")
 
 
 def train_one(cfg: DictConfig, output_dir: Path) -> float | None:
-    summary = run(cfg, output_dir)
+    # In a sweep, a run folder in use by another process (the same run, started by a sweep that was killed
+    # and restarted, or by a second sweep) is waited for, and its result reused.
+    summary = run(cfg, output_dir, wait_for_folder=HydraConfig.get().mode == RunMode.MULTIRUN)
     log.info(
         "done: test accuracy %.2f%%, density %.4f, summary in %s",
         100 * summary["test_acc"], summary["density"], output_dir / "summary.json",

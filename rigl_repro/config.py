@@ -30,8 +30,8 @@ def composition_error(error: Exception) -> str:
 
 def check_command_line(arguments: Sequence[str]) -> str | None:
     """The one-line error that composing a single run's command-line overrides gives, or None. Sweeps
-    (``-m``) and Hydra's own flags and ``hydra.*`` overrides are left to Hydra."""
-    if any(argument.startswith("-") for argument in arguments):
+    (``-m``, ``hydra.mode=MULTIRUN``) and Hydra's own flags and ``hydra.*`` overrides are left to Hydra."""
+    if any(argument.startswith(("-", "hydra.mode=")) for argument in arguments):
         return None
     overrides = [argument for argument in arguments if not argument.startswith(("hydra.", "hydra/", "+hydra"))]
     try:

@@ -41,9 +41,14 @@ class OutputError(ConfigError):
 
 
 def new_file_mode() -> int:
-    """The mode ``open()`` gives a new file under the process's umask (temporary files get 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    """The mode ``open()`` gives a new file under the process's umask (temporary files get 0600). Read from
+    /proc where it can be: ``os.umask`` sets the umask to read it, which other threads would see."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration):
+        umask = os.umask(0o022)
+        os.umask(umask)
     return 0o666 & ~umask
 
 
@@ -58,6 +63,8 @@ def atomic_file(path: Path) -> Iterator[Path]:
     try:
         yield temporary
         os.chmod(temporary, new_file_mode())
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())  # on disk before the rename: "old or whole" survives a power cut too
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)

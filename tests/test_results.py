@@ -3,6 +3,7 @@
 import errno
 import json
 import logging
+import os
 
 import pytest
 
@@ -56,6 +57,16 @@ def test_a_summary_is_written_whole_and_read_back(tmp_path):
     assert read_summary(tmp_path) == summary
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert (tmp_path / "summary.json").stat().st_mode & 0o777 == new_file_mode()  # not 0600: others may read it
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "summary.json", {"config": {}})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == mode
     assert [path.name for path in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind
 
 

@@ -32,11 +32,11 @@ def take_run_failures(results: Sequence[JobReturn]) -> list[tuple[str, Exception
     return failures
 
 
-def exit_after_failures(failures: Sequence[tuple[str, Exception]], total: int) -> None:
+def exit_after_failures(failures: Sequence[tuple[str, Exception | str]], total: int) -> None:
     """Log one line per failed run and leave with exit code 2 (3 when every failure is a diverged loss)."""
     lines = "\n".join(f"  {overrides}: {error}" for overrides, error in failures)
     log.error("%d of %d runs failed:\n%s", len(failures), total, lines)
-    diverged = all(isinstance(error, TrainingDiverged) for _, error in failures)
+    diverged = bool(failures) and all(isinstance(error, TrainingDiverged) for _, error in failures)
     raise SystemExit(3 if diverged else 2)  # not an Exception: Hydra prints no traceback for it
 
 

@@ -12,9 +12,9 @@ Here:
   what an uninterrupted one would have, and never replays the start-up points.
 
 The search space uses the syntax of Hydra's Optuna sweeper (and the report's code): ``interval(a, b)`` is a
-uniform float (``tag(log, interval(a, b))`` log-uniform, integers if both ends are), ``range(a, b, step=s)``
-the integers a, a + s, ..., b (both ends included, as hydra-optuna-sweeper 1.3 had it), ``choice(...)`` a
-categorical; any other value is passed to every trial unchanged.
+uniform float (``tag(log, interval(a, b))`` log-uniform; Hydra reads both ends as floats), ``range(a, b,
+step=s)`` the integers a, a + s, ..., b (both ends included, as hydra-optuna-sweeper 1.3 had it),
+``choice(...)`` a categorical; any other value is passed to every trial unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +39,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.sweeps.grid import exit_after_failures, take_run_failures
+from rigl_repro.sweeps.grid import RUN_FAILURES, exit_after_failures
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ def distribution_of(override: Override) -> BaseDistribution | None:
     value = override.value()
     if isinstance(value, Glob):
         raise ConfigError(f"{override.input_line}: Optuna cannot sample a glob; use interval, range or choice")
-    if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
+    if getattr(value, "shuffle", False):  # a different order at every start would break a resumed study
+        raise ConfigError(f"{override.input_line}: Optuna samples its own order; drop shuffle()")
+    if override.is_choice_sweep():
         return CategoricalDistribution(list(override.sweep_iterator()))
     if isinstance(value, RangeSweep):
         if any(isinstance(bound, float) for bound in (value.start, value.stop, value.step)):
@@ -99,6 +102,25 @@ def proposals_made(trials: Sequence[FrozenTrial]) -> int:
     return sum("retry_history" not in trial.system_attrs for trial in trials)
 
 
+class HeartbeatStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, recording a trial's first heartbeat the moment it starts running. Optuna only
+    calls a RUNNING trial stale once it has a heartbeat, so a sweeper killed between ``ask`` and its first
+    beat would otherwise leave a trial RUNNING for ever."""
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        # The method Optuna's cache layer (which wraps every RDB storage) calls to create a trial.
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING:
+            self.record_heartbeat(trial._trial_id)
+        return trial
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:  # a queued trial taken by ``ask``
+            self.record_heartbeat(trial_id)
+        return changed
+
+
 @contextmanager
 def heartbeats(storage: optuna.storages.RDBStorage, trial_ids: Sequence[int], interval: float) -> Iterator[None]:
     """Record the trials' heartbeats every ``interval`` seconds while the block runs (their jobs train)."""
@@ -107,10 +129,11 @@ def heartbeats(storage: optuna.storages.RDBStorage, trial_ids: Sequence[int], in
     def beat() -> None:
         while not stop.wait(interval):
             for trial_id in trial_ids:
-                storage.record_heartbeat(trial_id)
+                try:
+                    storage.record_heartbeat(trial_id)
+                except Exception as error:  # e.g. a busy database: try again at the next beat
+                    log.warning("heartbeat of trial %d not recorded (%s); retrying", trial_id, error)
 
-    for trial_id in trial_ids:
-        storage.record_heartbeat(trial_id)
     thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
     thread.start()
     try:
@@ -155,10 +178,10 @@ class OptunaStudySweeperBase(Sweeper):
             config=config, hydra_context=hydra_context, task_function=task_function
         )
 
-    def open_storage(self) -> optuna.storages.RDBStorage:
+    def open_storage(self) -> HeartbeatStorage:
         if self.storage_url.startswith("sqlite:///"):
             Path(self.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(
+        return HeartbeatStorage(
             self.storage_url,
             heartbeat_interval=self.heartbeat_interval,
             grace_period=self.grace_period,
@@ -172,9 +195,9 @@ class OptunaStudySweeperBase(Sweeper):
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
         return optuna.load_study(study_name=self.study_name, storage=storage, sampler=sampler)
 
-    def requeue_stale_trials(self, study: optuna.Study) -> int:
+    def requeue_stale_trials(self, study: optuna.Study) -> None:
         """Fail and queue again the RUNNING trials of a sweeper that died; wait up to one grace period for
-        the heartbeats of a sweeper just killed to go stale. Returns how many trials still run elsewhere."""
+        the heartbeats of a sweeper just killed to go stale (trials still beating belong to a live one)."""
         deadline = time.monotonic() + self.grace_period + 1
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if running:
@@ -191,9 +214,14 @@ class OptunaStudySweeperBase(Sweeper):
         requeued = [t.number for t in study.get_trials(deepcopy=False) if "retry_history" in t.system_attrs]
         if requeued:
             log.info("study %s: trials interrupted earlier are queued again as %s", self.study_name, requeued)
-        return len(running)
 
     def sweep(self, arguments: list[str]) -> None:
+        with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for Study.optimize: not here
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with")
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            self.run_study(arguments)
+
+    def run_study(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
         try:
             space, fixed = search_space([*(f"{key}={value}" for key, value in self.params.items()), *arguments])
@@ -204,10 +232,12 @@ class OptunaStudySweeperBase(Sweeper):
         optuna.create_study(
             study_name=self.study_name, storage=storage, direction=self.direction, load_if_exists=True
         )
-        running_elsewhere = self.requeue_stale_trials(optuna.load_study(study_name=self.study_name, storage=storage))
+        self.requeue_stale_trials(optuna.load_study(study_name=self.study_name, storage=storage))
         while True:
             study = self.load_study(storage)
+            optuna.storages.fail_stale_trials(study)  # another sweeper of this study may have died meanwhile
             trials = study.get_trials(deepcopy=False)
+            running_elsewhere = sum(trial.state == TrialState.RUNNING for trial in trials)  # ours are all told
             to_go = self.n_trials - len(finished_trials(trials)) - running_elsewhere
             if to_go <= 0:
                 break
@@ -221,36 +251,43 @@ class OptunaStudySweeperBase(Sweeper):
                 returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             failures = self.tell(study, batch, returns)
-            if failures / len(returns) > self.max_failure_rate:
-                run_failures = take_run_failures(returns)
-                if len(run_failures) < failures:  # an unexpected error: raise it, with its traceback
-                    for result in returns:
-                        result.return_value
-                exit_after_failures(run_failures, len(returns))
+            self.write_results(study)
+            if len(failures) / len(returns) > self.max_failure_rate:
+                exit_after_failures(failures, len(returns))
         self.write_results(optuna.load_study(study_name=self.study_name, storage=storage))
 
-    def tell(self, study: optuna.Study, batch: Sequence[optuna.Trial], returns: Sequence[Any]) -> int:
-        """Record the jobs' results; returns the number that failed."""
-        failures = 0
+    def tell(self, study: optuna.Study, batch: Sequence[optuna.Trial], returns: Sequence[Any]) -> list[Any]:
+        """Record the jobs' results; returns (overrides, error) of the trials that failed. A job that raised
+        anything but a run failure (a bug) raises here, with its traceback."""
+        failures = []
         for trial, result in zip(batch, returns):
             error = result._return_value if result.status == JobStatus.FAILED else None  # the run logged it
+            if error is not None and not isinstance(error, RUN_FAILURES):
+                study.tell(trial, state=TrialState.FAIL)
+                result.return_value  # raises it
             try:
                 value = float(result.return_value) if error is None else None
             except (TypeError, ValueError):
                 value, error = None, f"the run returned {result.return_value!r}, not a number"
-            if value is None:
-                study.tell(trial, state=TrialState.FAIL)
-                log.warning("trial %d failed: %s", trial.number, str(error).splitlines()[0] if str(error) else error)
-                failures += 1
+            try:
+                study.tell(trial, value, state=TrialState.COMPLETE if value is not None else TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                log.warning("trial %d was already finished by another process; keeping its result", trial.number)
                 continue
-            study.tell(trial, value)
-            params = ", ".join(f"{key}={number:.4g}" for key, number in trial.params.items())
+            if value is None:
+                log.warning("trial %d failed: %s", trial.number, str(error).splitlines()[0] if str(error) else error)
+                failures.append((" ".join(result.overrides or ()), error))
+                continue
+            params = ", ".join(
+                f"{key}={number:.4g}" if isinstance(number, float) else f"{key}={number}"
+                for key, number in trial.params.items()
+            )
             done = len(finished_trials(study.get_trials(deepcopy=False)))
             log.info("trial %d (%d/%d done): %s -> %.4f", trial.number, done, self.n_trials, params, value)
         return failures
 
     def write_results(self, study: optuna.Study) -> None:
-        """The study's state, best trial first, in ``<sweep dir>/optuna/<study>.yaml`` (rewritten as it grows)."""
+        """The study's state and best trial in ``<sweep dir>/optuna/<study>.yaml``, rewritten after every batch."""
         trials = study.get_trials(deepcopy=False)
         finished = finished_trials(trials)
         complete = [t for t in finished if t.state == TrialState.COMPLETE]

@@ -14,6 +14,7 @@ from rigl_repro.errors import ConfigError
 from rigl_repro.results import atomic_file, run_identity
 
 CHECKPOINT_FILE = "checkpoint.pt"
+INITIAL_WEIGHTS_FILE = "initial.pt"  # the weights at step 0, which lottery tickets start from
 
 
 class CheckpointError(ConfigError):
@@ -23,7 +24,10 @@ class CheckpointError(ConfigError):
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     """Write ``state`` to ``path`` through a temporary file and an atomic rename."""
     with atomic_file(path) as temporary:
-        torch.save(dict(state), temporary)
+        try:
+            torch.save(dict(state), temporary)
+        except RuntimeError as error:  # torch reports a full disk as a RuntimeError from its zip writer
+            raise OSError(f"torch.save failed: {str(error).splitlines()[0]}") from error
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

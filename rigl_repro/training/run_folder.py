@@ -4,6 +4,7 @@ identical commands never train into the same files, and a killed run's lock is s
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import socket
 import time
@@ -12,10 +13,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rigl_repro.errors import ConfigError
+from rigl_repro.results import SUMMARY_FILE
+from rigl_repro.training.checkpoint import CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
-# Temporary files of atomic writes (summary.json, checkpoints); a kill between write and rename leaves them.
-TEMPORARY_PATTERNS = (".*.json.*", ".*.pt.*")
+# Temporary files of atomic writes (``atomic_file``: "." + name + "." + mkstemp's 8 characters); a kill
+# between write and rename leaves them.
+TEMPORARY_PATTERNS = tuple(f".{name}.{'?' * 8}" for name in (SUMMARY_FILE, CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE))
 
 
 class RunFolderBusy(ConfigError):
@@ -23,9 +29,11 @@ class RunFolderBusy(ConfigError):
 
 
 @contextmanager
-def run_folder_lock(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s lock while the block runs. ``flock`` locks belong to the open file, so they vanish
-    with a killed process: a lock file left behind is taken over, never waited on."""
+def run_folder_lock(folder: Path, wait: bool = False) -> Iterator[None]:
+    """Hold ``folder``'s lock while the block runs; if another process holds it, wait for it (``wait``: a
+    sweep, which then reuses that run's result) or refuse. ``flock`` locks belong to the open file, so they
+    vanish with a killed process: a lock file left behind is taken over, never waited on. Where the file
+    system has no locks, a warning says so and the run goes on unlocked."""
     folder.mkdir(parents=True, exist_ok=True)
     handle = open(folder / LOCK_FILE, "a+")
     try:
@@ -34,9 +42,15 @@ def run_folder_lock(folder: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise RunFolderBusy(
-                f"{folder} is in use by {holder}; wait for that run to end (it is the same run), or stop it"
-            ) from None
+            if not wait:
+                raise RunFolderBusy(
+                    f"{folder} is in use by {holder}; wait for that run to end (it is the same run), or stop it"
+                ) from None
+            log.info("%s is in use by %s; waiting for it to end", folder, holder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:  # ENOLCK, ENOSYS: e.g. NFS mounted with nolock
+            log.warning("%s cannot be locked (%s): two identical commands could write into it at once",
+                        folder, error.strerror or error)  # fmt: skip
         handle.truncate(0)
         handle.write(f"process {os.getpid()} on {socket.gethostname()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})")
         handle.flush()

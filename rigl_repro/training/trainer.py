@@ -31,13 +31,18 @@ from rigl_repro.models import build_model, count_sparsifiable_weights
 from rigl_repro.results import SUMMARY_FILE, atomic_write_json, read_summary, run_identity
 from rigl_repro.sparsity import SparseEngine, build_method
 from rigl_repro.sparsity.schedules import schedule_length
-from rigl_repro.training.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from rigl_repro.training.checkpoint import (
+    CHECKPOINT_FILE,
+    INITIAL_WEIGHTS_FILE,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
 from rigl_repro.training.run_folder import run_folder_lock
 from rigl_repro.training.tracking import Tracker, validate_logger
 
 log = logging.getLogger(__name__)
-INITIAL_WEIGHTS_FILE = "initial.pt"
 
 
 class TrainingDiverged(RuntimeError):
@@ -346,13 +351,15 @@ class Trainer:
         )
 
 
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
-    """Train the configured run in ``output_dir``, or return its summary if it has already finished there."""
+def run(cfg: DictConfig, output_dir: Path, wait_for_folder: bool = False) -> dict[str, Any]:
+    """Train the configured run in ``output_dir``, or return its summary if it has already finished there.
+    If another process trains in the folder, refuse, or with ``wait_for_folder`` (sweeps) wait for it and
+    reuse its result."""
     validate_run_options(cfg)
     finished = read_summary(output_dir)
     if finished is None:
         trainer = Trainer(cfg, output_dir)  # validates everything before the folder is touched
-        with run_folder_lock(output_dir):
+        with run_folder_lock(output_dir, wait=wait_for_folder):
             finished = read_summary(output_dir)  # finished by the process that held the lock
             if finished is None:
                 return trainer.fit()

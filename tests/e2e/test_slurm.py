@@ -61,6 +61,56 @@ def final_states(jobs, env, patience_s=60):
         time.sleep(1)
 
 
+def test_a_job_at_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(cluster, tmp_path):
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
+    command = [
+        sys.executable, str(ROOT / "main.py"), "-m", "dataset=digits", "masking=rigl", "train.epochs=400",
+        "logger.mode=disabled", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
+        "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+    ]  # fmt: skip
+    limits = {  # 400 epochs take about a minute; the cut job is signalled 30 s before each 1-minute limit
+        "whole": ["hydra.launcher.timeout_min=10"],
+        "cut": ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
+                "hydra.launcher.max_num_timeout=10"],
+    }  # fmt: skip
+    sweeps = {
+        name: subprocess.Popen([*command, f"output_root={tmp_path / name}", *extra], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, extra in limits.items()
+    }  # fmt: skip
+    for name, sweep in sweeps.items():
+        output = sweep.communicate(timeout=900)[0]
+        assert sweep.returncode == 0, f"{name}: {output[-3000:]}"
+
+    (job_log,) = (tmp_path / "cut" / ".submitit").rglob("*_log.out")
+    assert "resumed from" in job_log.read_text()  # the last attempt started from the checkpoint
+    job = job_log.name.split("_")[0]
+    attempts = subprocess.run(["sacct", "-n", "-D", "-X", "-P", "-o", "State", "-j", job], env=env,
+                              capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert len(attempts) >= 2 and attempts[-1] == "COMPLETED", attempts  # requeued at least once
+
+    whole, cut = (json.loads(next((tmp_path / name).rglob("summary.json")).read_text()) for name in limits)
+    for key in ("val_acc", "test_acc", "steps", "layer_densities"):
+        assert cut[key] == whole[key], key
+    assert [epoch["train_loss"] for epoch in cut["history"]] == [epoch["train_loss"] for epoch in whole["history"]]
+
+
+def test_a_second_cluster_runs_beside_the_first(cluster, tmp_path_factory):
+    second = tmp_path_factory.mktemp("slurm2")
+    subprocess.run([str(SCRIPT), "start", str(second)], check=True, timeout=900)
+    try:
+        for directory in (cluster, second):
+            env = {**os.environ, "SLURM_CONF": str(directory / "slurm.conf")}
+            result = subprocess.run(["srun", "-p", "debug", "echo", "ok"], env=env, capture_output=True, text=True,
+                                    timeout=60)  # fmt: skip
+            assert result.stdout.strip() == "ok", result.stderr
+    finally:
+        subprocess.run([str(SCRIPT), "stop", str(second)], timeout=60)
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
+    result = subprocess.run(["srun", "-p", "debug", "echo", "ok"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr  # stopping the second left the first (and munged) running
+
+
 def test_stopping_the_cluster_stops_only_its_own_daemons(cluster):
     bystander = subprocess.Popen(["sleep", "60"])
     pids = [int(line.split()[1]) for line in (cluster / "pids").read_text().splitlines()]

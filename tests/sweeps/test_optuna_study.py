@@ -18,6 +18,7 @@ from optuna.trial import TrialState, create_trial
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.sweeps import finished_trials, search_space
+from rigl_repro.sweeps.optuna_study import HeartbeatStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +41,8 @@ def test_the_search_space_reads_hydra_s_sweep_syntax_as_the_report_s_sweeper_did
 def test_an_unsupported_sweep_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="Optuna cannot sample"):
         search_space(["masking.alpha=glob(*)"])
+    with pytest.raises(ConfigError, match="drop shuffle"):  # a new order at each start breaks a resumed study
+        search_space(["masking.delta_t=shuffle(range(50, 200, step=50))"])
 
 
 def test_trials_queued_again_after_a_kill_are_counted_once():
@@ -155,3 +158,18 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path):
 
     again = subprocess.run(sweep_command(root), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and len(load(root).trials) == 6  # a finished study asks for nothing more
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with")
+def test_a_trial_killed_right_after_ask_goes_stale_and_is_queued_again(tmp_path):
+    storage = HeartbeatStorage(
+        f"sqlite:///{tmp_path}/study.db", heartbeat_interval=1, grace_period=1,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+    )  # fmt: skip
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.ask({"x": FloatDistribution(0.0, 1.0)})  # and then the sweeper dies: no heartbeat thread ever ran
+    time.sleep(2.5)  # older than the grace period (a slower machine only makes it older)
+    optuna.storages.fail_stale_trials(study)
+    states = [trial.state for trial in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.WAITING]
+    assert study.get_trials()[1].params == study.get_trials()[0].params

@@ -46,14 +46,16 @@ def test_a_smoke_sweep_runs_every_job_under_slurm(cluster, tmp_path):
     assert sorted(final_states(array, env)) == ["COMPLETED"] * 4
 
 
-def final_states(jobs, env, patience_s=60):
-    """The accounting states of ``jobs``' tasks once none is still running: submitit hands back a result as
-    soon as the job has written it, a moment before SLURM records the job's end."""
+def final_states(jobs, env, patience_s=60, every_attempt=False):
+    """The accounting states of ``jobs``' tasks (``every_attempt``: of each run of a requeued job, in order)
+    once none is still running: submitit hands back a result as soon as the job has written it, a moment
+    before SLURM records the job's end."""
     deadline = time.monotonic() + patience_s
     while True:
+        every = ["-D"] if every_attempt else []
         accounting = subprocess.run(
-            ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(jobs)], env=env, capture_output=True,
-            text=True, check=True,
+            ["sacct", "-n", "-X", "-P", *every, "-o", "JobID,State", "-j", ",".join(jobs)], env=env,
+            capture_output=True, text=True, check=True,
         ).stdout.split()  # fmt: skip
         states = [line.split("|")[1] for line in accounting]
         if not {"PENDING", "RUNNING", "COMPLETING"} & set(states) or time.monotonic() > deadline:
@@ -62,15 +64,21 @@ def final_states(jobs, env, patience_s=60):
 
 
 def test_a_job_at_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(cluster, tmp_path):
-    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
+    # One thread per job (SLURM passes the environment on): the two jobs share the machine's cores.
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf"), "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, str(ROOT / "main.py"), "-m", "dataset=digits", "masking=rigl", "train.epochs=400",
-        "logger.mode=disabled", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
-        "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+        sys.executable, str(ROOT / "main.py"), "-m", "dataset=digits", "masking=rigl", "train.epochs=1200",
+        "train.lr_decay_every=1000000", "checkpoint.every_epochs=20", "logger.mode=disabled",
+        "hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
+        "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
     ]  # fmt: skip
-    limits = {  # 400 epochs take about a minute; the cut job is signalled 30 s before each 1-minute limit
+    # 1,200 epochs (checkpointed every 20; no LR decay, whose denormal rates would slow the CPU down) take over
+    # two minutes. The cut job is signalled 60 s before its 3-minute limit, which SLURM does up to 30 s early:
+    # 90 to 120 s after it starts, long after submitit has set its signal handler up. SLURM then holds the
+    # requeued job for about three minutes before it starts it again.
+    limits = {
         "whole": ["hydra.launcher.timeout_min=10"],
-        "cut": ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
+        "cut": ["hydra.launcher.timeout_min=3", "hydra.launcher.signal_delay_s=60",
                 "hydra.launcher.max_num_timeout=10"],
     }  # fmt: skip
     sweeps = {
@@ -79,14 +87,13 @@ def test_a_job_at_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(cl
         for name, extra in limits.items()
     }  # fmt: skip
     for name, sweep in sweeps.items():
-        output = sweep.communicate(timeout=900)[0]
+        output = sweep.communicate(timeout=1500)[0]
         assert sweep.returncode == 0, f"{name}: {output[-3000:]}"
 
     (job_log,) = (tmp_path / "cut" / ".submitit").rglob("*_log.out")
     assert "resumed from" in job_log.read_text()  # the last attempt started from the checkpoint
     job = job_log.name.split("_")[0]
-    attempts = subprocess.run(["sacct", "-n", "-D", "-X", "-P", "-o", "State", "-j", job], env=env,
-                              capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    attempts = final_states([job], env, every_attempt=True)
     assert len(attempts) >= 2 and attempts[-1] == "COMPLETED", attempts  # requeued at least once
 
     whole, cut = (json.loads(next((tmp_path / name).rglob("summary.json")).read_text()) for name in limits)

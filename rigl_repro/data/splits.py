@@ -12,7 +12,7 @@ from rigl_repro.data.augment import AUGMENTATIONS
 from rigl_repro.data.cifar import load_cifar
 from rigl_repro.data.digits import load_digits_uint8
 from rigl_repro.data.fashion_mnist import load_fashion_mnist
-from rigl_repro.errors import ConfigError, require_choice, require_int
+from rigl_repro.errors import ConfigError, require_bool, require_choice, require_int
 
 SOURCES = ("cifar10", "cifar100", "fashion_mnist", "digits", "synthetic")
 # Which training images are held out for validation: the last ones in file order (the report's code,
@@ -56,8 +56,14 @@ def holdout(
     return Split(images[keep], labels[keep]), Split(images[held], labels[held])
 
 
-def validate_shape_options(cfg: Mapping[str, Any]) -> None:
-    """The options that describe the images: checked before any file is read."""
+def validate_dataset_options(cfg: Mapping[str, Any]) -> None:
+    """The options that describe the images and where they are found: checked before any file is read."""
+    if "download" in cfg:
+        require_bool("dataset.download", cfg["download"])
+    if cfg.get("system_root") is not None and not isinstance(cfg["system_root"], str):
+        raise ConfigError(f"dataset.system_root={cfg['system_root']!r} is invalid; expected a folder or null")
+    if "raw_md5" in cfg and not isinstance(cfg["raw_md5"], Mapping):
+        raise ConfigError(f"dataset.raw_md5={cfg['raw_md5']!r} is invalid; expected a map file name -> MD5")
     channels = require_int("dataset.channels", cfg["channels"], 1)
     require_int("dataset.image_size", cfg["image_size"], 1)
     require_int("dataset.num_classes", cfg["num_classes"], 2)
@@ -71,7 +77,7 @@ def validate_shape_options(cfg: Mapping[str, Any]) -> None:
 def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
     """The splits that the ``dataset`` config describes, moved to ``device``."""
     source = cfg["source"]
-    validate_shape_options(cfg)
+    validate_dataset_options(cfg)
     augmentation = require_choice("dataset.augment", cfg["augment"], AUGMENTATIONS)
     val_split = require_choice("dataset.val_split", cfg["val_split"], VAL_SPLITS)
     if source in ("cifar10", "cifar100"):

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from rigl_repro.errors import ConfigError
+from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
 from rigl_repro.sweeps.grid import RUN_FAILURES, exit_after_failures
 
 log = logging.getLogger(__name__)
@@ -160,11 +160,12 @@ class OptunaStudySweeperBase(Sweeper):
         grace_period: int = 60,
         params: dict[str, str] | None = None,
     ) -> None:
+        # Stored as given and checked when the sweep starts, where a bad value can be one line, not a traceback.
         self.study_name, self.storage_url, self.direction = study_name, storage, direction
-        self.n_trials, self.n_jobs, self.max_failure_rate = int(n_trials), max(1, int(n_jobs)), max_failure_rate
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         sampler = dict(sampler or {})
-        self.seed, self.n_startup_trials = sampler.get("seed"), int(sampler.get("n_startup_trials", 10))
-        self.heartbeat_interval, self.grace_period = int(heartbeat_interval), int(grace_period)
+        self.seed, self.n_startup_trials = sampler.get("seed"), sampler.get("n_startup_trials", 10)
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.params = dict(params or {})
         self.config: DictConfig | None = None
         self.launcher = None
@@ -177,6 +178,18 @@ class OptunaStudySweeperBase(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
+
+    def validate_options(self) -> None:
+        """Each ``hydra.sweeper`` option, in one line naming it if it is nonsense."""
+        require_choice("hydra.sweeper.direction", self.direction, ("maximize", "minimize"))
+        require_int("hydra.sweeper.n_trials", self.n_trials, 1)
+        require_int("hydra.sweeper.n_jobs", self.n_jobs, 1)
+        require_in_range("hydra.sweeper.max_failure_rate", self.max_failure_rate, 0.0, 1.0)
+        if self.seed is not None:
+            require_int("hydra.sweeper.sampler.seed", self.seed, 0, 2**31 - 1)
+        require_int("hydra.sweeper.sampler.n_startup_trials", self.n_startup_trials, 0)
+        require_int("hydra.sweeper.heartbeat_interval", self.heartbeat_interval, 1)
+        require_int("hydra.sweeper.grace_period", self.grace_period, self.heartbeat_interval + 1)
 
     def open_storage(self) -> HeartbeatStorage:
         if self.storage_url.startswith("sqlite:///"):
@@ -224,6 +237,7 @@ class OptunaStudySweeperBase(Sweeper):
     def run_study(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
         try:
+            self.validate_options()
             space, fixed = search_space([*(f"{key}={value}" for key, value in self.params.items()), *arguments])
         except ConfigError as error:
             log.error("error: %s", error)

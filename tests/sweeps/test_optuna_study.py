@@ -173,3 +173,17 @@ def test_a_trial_killed_right_after_ask_goes_stale_and_is_queued_again(tmp_path)
     states = [trial.state for trial in study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.WAITING]
     assert study.get_trials()[1].params == study.get_trials()[0].params
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [("hydra.sweeper.n_jobs=0", "hydra.sweeper.n_jobs=0 is invalid"),
+     ("hydra.sweeper.grace_period=1", "hydra.sweeper.grace_period=1 is invalid; expected an integer >= 2"),
+     ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up' is not known"),
+     ("hydra.sweeper.max_failure_rate=2", "hydra.sweeper.max_failure_rate=2 is out of range")],
+)  # fmt: skip
+def test_a_bad_sweeper_option_is_one_line_before_any_trial(tmp_path, option, message):
+    result = subprocess.run(sweep_command(tmp_path, option), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and message in output and "Traceback" not in output
+    assert not (tmp_path / "optuna.db").exists()

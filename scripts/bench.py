@@ -4,6 +4,7 @@
     python scripts/bench.py model=resnet50 dataset.num_classes=100 --epochs 2
     python scripts/bench.py device=cpu dataset.train_pool=1280 --epochs 1      # a quick CPU figure
     python scripts/bench.py --concurrent 3          # also 3 RigL runs at once on the device (seeds of a table)
+    python scripts/bench.py --json bench.json       # every figure also as JSON (rewritten after each method)
 
 Runs the trainer's own epoch loop (data resident on the device as uint8, augmentation on the device,
 forward, backward, masking, optimizer, LR schedule) on synthetic CIFAR-shaped data (``dataset=synthetic``),
@@ -21,6 +22,7 @@ On a CPU the processes split the cores between them.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import multiprocessing.synchronize
 import queue
@@ -30,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -163,6 +166,76 @@ def measure(trainer: Trainer, epochs: int) -> Measured:
     return measured
 
 
+def method_figures(results: dict[str, Measured]) -> dict[str, dict[str, Any]]:
+    """Each method's images/s, ms/step and ratio to dense (None without a dense run); for RigL also the topology
+    update and the step time with it amortised over delta_t (the steady-state cost per step)."""
+    dense = results["dense"].seconds_per_step if "dense" in results else None
+    figures: dict[str, dict[str, Any]] = {}
+    for method, measured in results.items():
+        seconds = measured.seconds_per_step
+        row: dict[str, Any] = {
+            "images_per_second": measured.images_per_second,
+            "ms_per_step": seconds * 1e3,
+            "vs_dense": None if dense is None else seconds / dense,
+        }
+        if measured.update_seconds:
+            amortised = seconds + measured.update_seconds / measured.delta_t
+            row.update(update_ms=measured.update_seconds * 1e3, delta_t=measured.delta_t,
+                       amortised_ms_per_step=amortised * 1e3,
+                       amortised_vs_dense=None if dense is None else amortised / dense)  # fmt: skip
+        figures[method] = row
+    return figures
+
+
+def concurrent_figures(runs: int, together: float, alone: float) -> dict[str, Any]:
+    """N runs at once against one after another: combined images/s over one run's images/s."""
+    return {"runs": runs, "combined_images_per_second": together, "alone_images_per_second": alone,
+            "ratio": together / alone, "pays": together > alone}  # fmt: skip
+
+
+def ratio_text(ratio: float | None, width: int = 0) -> str:
+    return f"{'-' if ratio is None else f'{ratio:.3f}':>{width}}"
+
+
+def print_table(figures: dict[str, dict[str, Any]]) -> None:
+    """The figures as a table (the JSON holds the same numbers unrounded)."""
+    print(f"\n{'method':<8} {'images/s':>10} {'ms/step':>9} {'vs dense':>9}")
+    for method, row in figures.items():
+        speed = f"{row['images_per_second']:10.0f} {row['ms_per_step']:9.1f}"
+        print(f"{method:<8} {speed} {ratio_text(row['vs_dense'], 9)}")
+        if "update_ms" in row:
+            print(f"{'':<8} topology update {row['update_ms']:.1f} ms; amortised over delta_t={row['delta_t']}: "
+                  f"{row['amortised_ms_per_step']:.1f} ms/step, {ratio_text(row['amortised_vs_dense'])} x dense")
+
+
+def print_concurrent(row: dict[str, Any]) -> None:
+    verdict = "pays" if row["pays"] else "does not pay"
+    print(f"\nconcurrent: {row['runs']} RigL runs at once, combined {row['combined_images_per_second']:.0f} "
+          f"images/s; one after another {row['alone_images_per_second']:.0f} images/s; {row['ratio']:.2f} x, "
+          f"running them together {verdict}")
+
+
+def write_json(path: Path | None, report: dict[str, Any]) -> None:
+    """The figures so far, replaced whole (a benchmark stopped part-way still leaves the methods it measured)."""
+    if path is None:
+        return
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(report, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def setup_figures(trainer: Trainer, density: float, epochs: int) -> dict[str, Any]:
+    """What was measured, on what: the first method's trainer stands for all (same model, recipe and device)."""
+    device = trainer.device
+    return {
+        "model": str(trainer.cfg.model.name), "batch_size": trainer.recipe.batch_size, "density": density,
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "steps_per_epoch": trainer.steps_per_epoch, "timed_epochs": epochs,
+        "amp": bool(trainer.autocast.keywords["enabled"]), "channels_last": bool(trainer.channels_last),
+        "compile": str(trainer.recipe.compile), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=..., device=..., train.batch_size=...)")
@@ -170,6 +243,7 @@ def main() -> None:
     parser.add_argument("--density", type=float, default=0.1)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per method (after one warm-up)")
     parser.add_argument("--concurrent", type=int, default=0, metavar="N", help="then N RigL runs at once")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write every figure here")
     args = parser.parse_args()
     if args.concurrent < 0:
         parser.error(f"--concurrent {args.concurrent} is invalid; expected the number of runs at once, >= 1")
@@ -177,36 +251,31 @@ def main() -> None:
         parser.error("--concurrent compares against one RigL run: keep rigl in --methods")
 
     results: dict[str, Measured] = {}
+    report: dict[str, Any] = {"command": sys.argv[1:], "setup": {}, "methods": {}, "concurrent": None}
     with tempfile.TemporaryDirectory() as scratch:
         for method in args.methods.split(","):
             trainer = Trainer(bench_config(method, args.density, 0, args.overrides), Path(scratch) / method)
             results[method] = measure(trainer, args.epochs)
             if len(results) == 1:
-                print(f"{trainer.cfg.model.name}, batch {trainer.recipe.batch_size}, density {args.density}, "
-                      f"device {trainer.device}, {trainer.steps_per_epoch} steps/epoch x {args.epochs} timed "
-                      f"epochs, amp={trainer.autocast.keywords['enabled']}, channels_last={trainer.channels_last}, "
-                      f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+                report["setup"] = setup = setup_figures(trainer, args.density, args.epochs)
+                print(f"{setup['model']}, batch {setup['batch_size']}, density {args.density}, "
+                      f"device {setup['device']}, {setup['steps_per_epoch']} steps/epoch x {args.epochs} timed "
+                      f"epochs, amp={setup['amp']}, channels_last={setup['channels_last']}, "
+                      f"torch {setup['torch']}, {setup['cpu_threads']} CPU threads")
+            report["methods"] = method_figures(results)
+            write_json(args.json, report)
             del trainer  # its model, data and optimizer leave the device before the next method's
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         seeds = range(args.concurrent)
         concurrent_configs = [bench_config("rigl", args.density, seed, args.overrides) for seed in seeds]
 
-    dense = results["dense"].seconds_per_step if "dense" in results else float("nan")
-    print(f"\n{'method':<8} {'images/s':>10} {'ms/step':>9} {'vs dense':>9}")
-    for method, measured in results.items():
-        seconds = measured.seconds_per_step
-        print(f"{method:<8} {measured.images_per_second:10.0f} {seconds * 1e3:9.1f} {seconds / dense:9.3f}")
-        if measured.update_seconds:
-            amortised = seconds + measured.update_seconds / measured.delta_t
-            print(f"{'':<8} topology update {measured.update_seconds * 1e3:.1f} ms; amortised over "
-                  f"delta_t={measured.delta_t}: {amortised * 1e3:.1f} ms/step, {amortised / dense:.3f} x dense")
+    print_table(report["methods"])
     if concurrent_configs:
         together = concurrent_images_per_second(concurrent_configs, args.epochs)
-        alone = results["rigl"].images_per_second
-        verdict = "pays" if together > alone else "does not pay"
-        print(f"\nconcurrent: {args.concurrent} RigL runs at once, combined {together:.0f} images/s; "
-              f"one after another {alone:.0f} images/s; {together / alone:.2f} x, running them together {verdict}")
+        report["concurrent"] = concurrent_figures(args.concurrent, together, results["rigl"].images_per_second)
+        write_json(args.json, report)
+        print_concurrent(report["concurrent"])
 
 
 if __name__ == "__main__":

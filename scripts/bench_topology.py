@@ -2,6 +2,7 @@
 
     python scripts/bench_topology.py                       # CIFAR ResNet-50, batch 128, on CUDA if present
     python scripts/bench_topology.py --model wrn22_2 --device cpu --steps 5
+    python scripts/bench_topology.py --json topology.json     # the figures also as JSON
 
 The training step is forward, backward and the engine's masked optimizer step at the given batch size on
 synthetic CIFAR-shaped data; the update is ``SparseEngine.update_topology`` at the step where the drop
@@ -12,15 +13,20 @@ prints the mean of each and their ratio (the bar: the update costs less than one
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from rigl_repro.models import MODELS
-from rigl_repro.sparsity import SparseEngine, build_method
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+
+from rigl_repro.models import MODELS  # noqa: E402
+from rigl_repro.sparsity import SparseEngine, build_method  # noqa: E402
 
 NUM_CLASSES = {"wrn22_2": 10, "resnet50": 100, "small_cnn": 10}
 INPUT_SHAPE = {"wrn22_2": (3, 32, 32), "resnet50": (3, 32, 32), "small_cnn": (1, 8, 8)}
@@ -49,6 +55,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up)")
     parser.add_argument("--updates", type=int, default=3, help="timed topology updates (after one warm-up)")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -79,6 +86,16 @@ def main() -> None:
     print(f"training step   : {step * 1e3:10.1f} ms  (mean of {len(step_times)})")
     print(f"topology update : {update * 1e3:10.1f} ms  (mean of {len(update_times)})")
     print(f"update / step   : {update / step:10.3f}  ({'meets' if update < step else 'MISSES'} the bar: < 1)")
+    if args.json is not None:
+        figures = {
+            "model": args.model, "masked_weights": weights, "density": args.density,
+            "distribution": args.distribution, "batch_size": args.batch_size, "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "step_ms": step * 1e3, "update_ms": update * 1e3, "update_over_step": update / step,
+            "step_times_ms": [t * 1e3 for t in step_times], "update_times_ms": [t * 1e3 for t in update_times],
+        }  # fmt: skip
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

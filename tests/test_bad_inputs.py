@@ -29,6 +29,7 @@ CASES = [  # (overrides, what the one line must contain)
     (["train.batch_size=100000"], "train.batch_size=100000 is larger than the 1247 training images"),
     (["train.epochs=1e9"], "train.epochs=1000000000.0 is invalid"),
     (["checkpoint.resume=maybe"], "checkpoint.resume='maybe' is invalid"),
+    (["checkpoint.on_signals=[SIGFOO]"], "checkpoint.on_signals contains 'SIGFOO', which is not a signal here"),
     (["deterministic=perhaps"], "deterministic='perhaps' is invalid"),
     (["trial_seeds=[0,1]", "dataset.val_size=0"], "trial_seeds averages validation accuracies"),
     (["masking.density=1.5"], "masking.density=1.5 is out of range"),

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rigl_repro.errors import ConfigError, require_choice
+
+log = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
 INIT_TIMEOUT_S = 60  # W&B's own default is 90 s; online runs without a network fail after this
@@ -29,10 +33,21 @@ def validate_logger(mode: str, project: str) -> str:
 class Tracker:
     """A W&B run in ``output_dir`` (offline by default: no account needed; ``wandb sync`` uploads later).
 
-    The run id is stable per output directory, so a resumed run continues the same W&B run.
+    The run id is stable per output directory. Online, a resumed run continues the same W&B run. Offline, W&B
+    cannot resume (each start opens a new ``offline-run-*`` folder, and ``wandb sync`` of several folders of
+    one id keeps one of them), so a resumed offline run logs its ``history`` again into the new folder and
+    removes the folders it supersedes: one folder per run, holding every epoch up to the checkpoint.
     """
 
-    def __init__(self, mode: str, project: str, entity: str | None, config: Mapping[str, Any], output_dir: Path):
+    def __init__(
+        self,
+        mode: str,
+        project: str,
+        entity: str | None,
+        config: Mapping[str, Any],
+        output_dir: Path,
+        history: Sequence[Mapping[str, Any]] = (),
+    ):
         validate_logger(mode, project)
         self.run = None
         if mode == "disabled":
@@ -40,6 +55,7 @@ class Tracker:
         import wandb  # imported only when used: it is slow to import
 
         run_id = hashlib.sha1(output_dir.resolve().as_posix().encode()).hexdigest()[:16]
+        superseded = sorted((output_dir / "wandb").glob(f"offline-run-*-{run_id}*")) if mode == "offline" else []
         try:
             self.run = wandb.init(
                 mode=mode,
@@ -58,10 +74,21 @@ class Tracker:
                 f"W&B could not start a {mode} run ({reason}); check logger.project and logger.entity, or use "
                 "logger.mode=offline (and `wandb sync` later) or logger.mode=disabled"
             ) from None
+        if mode == "offline":
+            for entry in history:
+                self.log(entry, step=entry["step"])
+            for folder in superseded:
+                shutil.rmtree(folder, ignore_errors=True)
+            if superseded:
+                log.info("W&B: %d epochs logged again into %s, which replaces %s", len(history),
+                         Path(self.run.dir).parent.name, ", ".join(folder.name for folder in superseded))
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        """Log ``metrics`` at ``step``; per-layer densities (``layer_densities``) become ``density/<layer>``."""
         if self.run is not None:
-            self.run.log(dict(metrics), step=step)
+            flat = {key: value for key, value in metrics.items() if key != "layer_densities"}
+            flat.update({f"density/{name}": value for name, value in metrics.get("layer_densities", {}).items()})
+            self.run.log(flat, step=step)
 
     def summarize(self, summary: Mapping[str, Any]) -> None:
         """Store a run's final numbers in the W&B run summary (what ``reporting.wandb_summaries`` reads)."""

@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -38,6 +39,7 @@ from rigl_repro.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from rigl_repro.training.preemption import StopRequest
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
 from rigl_repro.training.run_folder import run_folder_lock
 from rigl_repro.training.tracking import Tracker, validate_logger
@@ -47,6 +49,27 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(RuntimeError):
     """The training loss stopped being finite."""
+
+
+@dataclass
+class EpochInProgress:
+    """An epoch part-way through: its order of examples, the batches done and the sums so far (on the device).
+    Checkpointed when a run is told to stop mid-epoch, so that the resumed run finishes the same epoch."""
+
+    order: torch.Tensor
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    batches_done: int = 0
+    seconds: float = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order": self.order, "loss_sum": self.loss_sum, "correct": self.correct,
+                "batches_done": self.batches_done, "seconds": self.seconds}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], device: torch.device) -> EpochInProgress:
+        tensors = {key: state[key].to(device) for key in ("order", "loss_sum", "correct")}
+        return cls(**tensors, batches_done=int(state["batches_done"]), seconds=float(state["seconds"]))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,6 +112,7 @@ def validate_run_options(cfg: DictConfig) -> None:
     require_bool("deterministic", cfg.deterministic)
     validate_logger(cfg.logger.mode, cfg.logger.project)
     resolve_device(str(cfg.device))
+    StopRequest(cfg.checkpoint.on_signals)
 
 
 class Trainer:
@@ -159,6 +183,8 @@ class Trainer:
         self.order_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed))
         self.augment_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed) + 1)
         self.epoch, self.history, self.wall_time = 0, [], 0.0
+        self.in_progress: EpochInProgress | None = None
+        self.stop = StopRequest(cfg.checkpoint.on_signals)
 
     # ------------------------------------------------------------------ identity and checkpoints
     def fingerprint(self) -> dict[str, Any]:
@@ -172,6 +198,7 @@ class Trainer:
             "epoch": self.epoch,
             "history": self.history,
             "wall_time": self.wall_time,
+            "epoch_in_progress": None if self.in_progress is None else self.in_progress.state_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -204,13 +231,16 @@ class Trainer:
         self.order_generator.set_state(state["rng"]["order"])
         self.augment_generator.set_state(state["rng"]["augment"])
         self.epoch, self.history, self.wall_time = state["epoch"], list(state["history"]), state["wall_time"]
+        in_progress = state.get("epoch_in_progress")
+        self.in_progress = None if in_progress is None else EpochInProgress.from_state(in_progress, self.device)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
         checkpoint = self.output_dir / CHECKPOINT_FILE
         if checkpoint.exists() and self.cfg.checkpoint.resume:
             self.load_state_dict(load_checkpoint(checkpoint, self.fingerprint()))
-            log.info("resumed from %s at epoch %d/%d", checkpoint, self.epoch, self.epochs)
+            log.info("resumed from %s at epoch %d/%d, step %d", checkpoint, self.epoch, self.epochs,
+                     self.engine.step_count)
         else:  # the starting weights, for lottery tickets that rewind to them
             save_checkpoint(self.output_dir / INITIAL_WEIGHTS_FILE, self.model.state_dict())
         tracker = Tracker(
@@ -219,22 +249,11 @@ class Trainer:
             self.cfg.logger.entity,
             OmegaConf.to_container(self.cfg, resolve=True),
             self.output_dir,
+            history=self.history,
         )
         try:
-            while self.epoch < self.epochs:
-                metrics = self.train_epoch()
-                self.epoch += 1
-                self.history.append(metrics)
-                tracker.log({**metrics, **{f"density/{k}": v for k, v in self.engine.layer_densities().items()}},
-                            step=metrics["step"])
-                log.info(
-                    "epoch %d/%d  step %d  loss %.4f  train %.2f%%  val %s  lr %.4g  %.0f img/s",
-                    self.epoch, self.epochs, metrics["step"], metrics["train_loss"], 100 * metrics["train_acc"],
-                    "-" if metrics["val_acc"] is None else f"{100 * metrics['val_acc']:.2f}%",
-                    metrics["lr"], metrics["images_per_s"],
-                )  # fmt: skip
-                if self.epoch % int(self.cfg.checkpoint.every_epochs) == 0 or self.epoch == self.epochs:
-                    save_checkpoint(checkpoint, self.state_dict())
+            with self.stop:
+                self.train_epochs(tracker, checkpoint)
             summary = self.summary(test_acc=self.evaluate(self.data.test))
             tracker.log({"test_acc": summary["test_acc"]}, step=self.total_steps)
             keys = ("test_acc", "val_acc", "density", "flops", "epochs", "wall_time_s", "layer_densities")
@@ -244,24 +263,51 @@ class Trainer:
         atomic_write_json(self.output_dir / SUMMARY_FILE, summary)
         return summary
 
-    def train_epoch(self) -> dict[str, Any]:
-        """One pass over the training set in a fresh random order; reads the device once, at the end."""
+    def train_epochs(self, tracker: Tracker, checkpoint: Path) -> None:
+        """The remaining epochs, each logged and checkpointed; a stop request checkpoints the epoch in progress
+        and hands the signal on (see ``preemption``)."""
+        while self.epoch < self.epochs:
+            metrics = self.train_epoch()
+            if metrics is None:  # told to stop part-way through the epoch
+                save_checkpoint(checkpoint, self.state_dict())
+                self.stop.forward(f"in epoch {self.epoch + 1} after step {self.engine.step_count}")
+            self.epoch += 1
+            self.history.append(metrics)
+            tracker.log(metrics, step=metrics["step"])
+            log.info(
+                "epoch %d/%d  step %d  loss %.4f  train %.2f%%  val %s  lr %.4g  %.0f img/s",
+                self.epoch, self.epochs, metrics["step"], metrics["train_loss"], 100 * metrics["train_acc"],
+                "-" if metrics["val_acc"] is None else f"{100 * metrics['val_acc']:.2f}%",
+                metrics["lr"], metrics["images_per_s"],
+            )  # fmt: skip
+            if self.epoch % int(self.cfg.checkpoint.every_epochs) == 0 or self.epoch == self.epochs:
+                save_checkpoint(checkpoint, self.state_dict())
+
+    def train_epoch(self) -> dict[str, Any] | None:
+        """One pass over the training set in a fresh random order (or the rest of the epoch in progress); reads
+        the device once, at the end. Returns None, keeping the epoch in progress, when told to stop."""
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        start = time.perf_counter()
         train = self.data.train
-        order = torch.randperm(len(train), generator=self.order_generator, device=self.device)
+        if self.in_progress is None:
+            self.in_progress = EpochInProgress(
+                order=torch.randperm(len(train), generator=self.order_generator, device=self.device),
+                loss_sum=torch.zeros((), device=self.device),
+                correct=torch.zeros((), dtype=torch.long, device=self.device),
+            )
+        epoch = self.in_progress
+        start = time.perf_counter()
+        batches = epoch.order.split(self.recipe.batch_size)
         previous = self.history[-1]["train_loss"] if self.history else float("nan")
         bar = tqdm(
             total=len(train),
+            initial=epoch.batches_done * self.recipe.batch_size,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
             unit="img",
             disable=None,  # no bar when the output is not a terminal (logs, CI)
             leave=False,
             postfix={"step": self.engine.step_count, "last loss": f"{previous:.4f}"},
         )
-        for indices in order.split(self.recipe.batch_size):
+        for indices in batches[epoch.batches_done:]:
             bar.update(indices.shape[0])
             images, labels = train.images[indices], train.labels[indices]
             images = augment_batch(images, self.data.augment, self.augment_generator)
@@ -273,12 +319,18 @@ class Trainer:
             self.engine.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
-            loss_sum += loss.detach().float()
-            correct += (logits.argmax(1) == labels).sum()
+            epoch.loss_sum += loss.detach().float()
+            epoch.correct += (logits.argmax(1) == labels).sum()
+            epoch.batches_done += 1
+            if self.stop.requested:
+                break
         bar.close()
-        mean_loss = loss_sum.item() / self.steps_per_epoch
-        seconds = time.perf_counter() - start
-        self.wall_time += seconds
+        epoch.seconds += time.perf_counter() - start
+        if epoch.batches_done < len(batches):
+            return None
+        self.in_progress = None
+        mean_loss = epoch.loss_sum.item() / self.steps_per_epoch
+        self.wall_time += epoch.seconds
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(
                 f"the training loss became {mean_loss} in epoch {self.epoch + 1}; the run is stopped and no "
@@ -288,11 +340,12 @@ class Trainer:
             "epoch": self.epoch + 1,
             "step": (self.epoch + 1) * self.steps_per_epoch,
             "train_loss": mean_loss,
-            "train_acc": correct.item() / len(train),
+            "train_acc": epoch.correct.item() / len(train),
             "val_acc": None if self.data.val is None else self.evaluate(self.data.val),
             "lr": self.optimizer.param_groups[0]["lr"],
             "density": self.engine.overall_density(),
-            "images_per_s": len(train) / seconds,
+            "layer_densities": self.engine.layer_densities(),
+            "images_per_s": len(train) / epoch.seconds,
         }
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -91,7 +92,11 @@ def test_a_job_at_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(cl
         assert sweep.returncode == 0, f"{name}: {output[-3000:]}"
 
     (job_log,) = (tmp_path / "cut" / ".submitit").rglob("*_log.out")
-    assert "resumed from" in job_log.read_text()  # the last attempt started from the checkpoint
+    # Each signal checkpointed the step it arrived at, and the next attempt resumed at that very step.
+    text = job_log.read_text()
+    stopped = re.findall(r"SIGUSR2: checkpointed in epoch \d+ after step (\d+)", text)
+    resumed = re.findall(r"resumed from \S+ at epoch \d+/\d+, step (\d+)", text)
+    assert stopped and resumed == stopped, text[-3000:]
     job = job_log.name.split("_")[0]
     attempts = final_states([job], env, every_attempt=True)
     assert len(attempts) >= 2 and attempts[-1] == "COMPLETED", attempts  # requeued at least once

@@ -1,7 +1,12 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from rigl_repro.errors import ConfigError
+from rigl_repro.training import Trainer, run
 from rigl_repro.training.tracking import Tracker, validate_logger
+from tests.helpers import compose_config
 
 
 def test_a_w_and_b_that_cannot_start_is_one_line_naming_the_ways_out(tmp_path, monkeypatch):
@@ -22,3 +27,48 @@ def test_project_names_w_and_b_refuses_are_refused_first(project):
     with pytest.raises(ConfigError, match="logger.project="):
         validate_logger("offline", project)
     assert validate_logger("disabled", project) == "disabled"  # not used, not checked
+
+
+def offline_folders(output_dir):
+    return sorted((output_dir / "wandb").glob("offline-run-*"))
+
+
+def test_a_resumed_offline_run_keeps_one_w_and_b_folder_holding_every_epoch(tmp_path, monkeypatch):
+    """W&B cannot resume offline runs: the resumed run logs its history again into one new folder."""
+    overrides = ("train.epochs=3", "masking=set", "masking.delta_t=5", "logger.mode=offline")
+    original = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def killed_in_third_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_config(*overrides), tmp_path)
+    (first,) = offline_folders(tmp_path)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    summary = run(compose_config(*overrides), tmp_path)
+
+    (folder,) = offline_folders(tmp_path)
+    assert folder != first
+    (records,) = folder.glob("*.wandb")
+    logged = records.read_bytes()
+    for entry in summary["history"]:  # W&B stores each logged value as JSON text inside its records
+        assert json.dumps(entry["train_loss"]).encode() in logged, entry["epoch"]
+    assert b"density/features.3.weight" in logged
+
+
+def test_layer_densities_are_logged_one_chart_per_layer():
+    logged = []
+
+    class FakeRun:
+        def log(self, metrics, step):
+            logged.append((metrics, step))
+
+    tracker = Tracker("disabled", "rigl-repro", None, {}, Path("."))
+    tracker.run = FakeRun()
+    tracker.log({"train_loss": 1.5, "layer_densities": {"fc.weight": 0.1, "conv.weight": 0.2}}, step=7)
+    assert logged == [({"train_loss": 1.5, "density/fc.weight": 0.1, "density/conv.weight": 0.2}, 7)]

@@ -69,3 +69,14 @@ def test_a_sweep_with_a_bad_value_runs_the_others_then_exits_2_in_one_line_per_f
     assert result.returncode == 2 and "Traceback" not in output and "Error executing job" not in output
     assert "2 of 3 runs failed:" in output and output.count("is out of range") == 4  # each run's line, the summary's
     assert len(list(tmp_path.rglob("summary.json"))) == 1  # the valid run ran to its end
+
+
+def test_a_run_with_wandb_disabled_never_imports_it(tmp_path):
+    """W&B's wheel stays off the GPU machine (scripts/gpu_check.py): a disabled run must not need it."""
+    overrides = ("dataset=digits", "logger.mode=disabled", "train.epochs=1", f"output_root={tmp_path}/runs")
+    command = [sys.executable, "-X", "importtime", str(ROOT / "main.py"), *overrides]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert {"torch", "hydra", "rigl_repro.training.tracking"} <= imported  # the list is complete enough to tell
+    assert sorted(name for name in imported if name.split(".")[0] == "wandb") == []

@@ -31,6 +31,7 @@ CASES = [  # (overrides, what the one line must contain)
     (["checkpoint.resume=maybe"], "checkpoint.resume='maybe' is invalid"),
     (["checkpoint.on_signals=[SIGFOO]"], "checkpoint.on_signals contains 'SIGFOO', which is not a signal here"),
     (["deterministic=perhaps"], "deterministic='perhaps' is invalid"),
+    (["threads=0"], "threads=0 is invalid; expected auto or a number of threads >= 1"),
     (["trial_seeds=[0,1]", "dataset.val_size=0"], "trial_seeds averages validation accuracies"),
     (["masking.density=1.5"], "masking.density=1.5 is out of range"),
     (["masking.alpha=abc"], "masking.alpha='abc' is not a number"),

@@ -42,6 +42,7 @@ from rigl_repro.training.checkpoint import (
 from rigl_repro.training.preemption import StopRequest
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
 from rigl_repro.training.run_folder import run_folder_lock
+from rigl_repro.training.threads import apply_thread_policy, thread_count
 from rigl_repro.training.tracking import Tracker, validate_logger
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ def validate_run_options(cfg: DictConfig) -> None:
     validate_logger(cfg.logger.mode, cfg.logger.project)
     resolve_device(str(cfg.device))
     StopRequest(cfg.checkpoint.on_signals)
+    thread_count(cfg.threads, 1, 1, {})
 
 
 class Trainer:
@@ -133,6 +135,7 @@ class Trainer:
         self.channels_last = enabled(self.recipe.channels_last, on_cuda)
 
         select_kernels(deterministic, on_cuda)
+        self.threads = apply_thread_policy(cfg.threads)
         torch.manual_seed(int(cfg.seed))
         self.data = load_splits(OmegaConf.to_container(cfg.dataset, resolve=True), self.device)
         num_classes = int(cfg.dataset.num_classes)
@@ -384,6 +387,7 @@ class Trainer:
             "steps": self.total_steps,
             "steps_per_epoch": self.steps_per_epoch,
             "wall_time_s": self.wall_time,
+            "cpu_threads": self.threads,
             "history": self.history,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -4,8 +4,9 @@ rebuilt from runs (PNG and PDF)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -228,3 +229,51 @@ FIGURES = {
     "fig1": figure1, "fig2": figure2, "fig3": figure3, "fig4": figure4, "contours": contours,
     "fig_fmnist": fashion_mnist_figure,
 }  # fmt: skip
+
+
+def run_label(summary: Mapping[str, Any]) -> str:
+    """``rigl (erk) at 0.1``: method, distribution and density of a run (``dense`` alone for dense runs)."""
+    masking = summary["config"]["masking"]
+    if masking["name"] in ("dense", "small_dense"):
+        return masking["name"]
+    return f"{masking['name']} ({masking['distribution']}) at {masking['density']:g}"
+
+
+def seed_mean(series: Sequence[Mapping[int, float]]) -> tuple[list[int], list[float]]:
+    """The steps every seed has, and the mean over seeds at each."""
+    steps = sorted(set.intersection(*(set(points) for points in series)))
+    return steps, [sum(points[step] for points in series) / len(series) for step in steps]
+
+
+def mask_dynamics_figure(
+    summaries: Sequence[Mapping[str, Any]], out_dir: Path, name: str = "mask_dynamics"
+) -> list[Path]:
+    """How much of the network each run's mask explored, mean over seeds: the in-time over-parameterisation
+    rate (the fraction of weights active at least once; Liu et al. 2021) after every topology update and
+    epoch, and the fraction of active weights each update replaced. Dense runs are left out."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for summary in summaries:
+        if summary["config"]["masking"]["name"] not in ("dense", "small_dense"):
+            groups.setdefault(run_label(summary), []).append(summary)
+    figure, (explored, replaced) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, runs in sorted(groups.items()):
+        exploration, turnover = [], []
+        for run in runs:
+            updates = [update for epoch in run["history"] for update in epoch.get("mask_updates", ())]
+            points = {epoch["step"]: epoch["exploration"] for epoch in run["history"]}
+            points.update({update["step"]: update["exploration"] for update in updates})
+            exploration.append(points)
+            turnover.append({update["step"]: update["replaced"] for update in updates})
+        steps, rates = seed_mean(exploration)
+        (line,) = explored.plot(steps, rates, label=f"{label} ({rates[-1]:.2f})" if rates else label)
+        steps, fractions = seed_mean(turnover)
+        if steps:
+            replaced.plot(steps, fractions, color=line.get_color(), label=label)
+    explored.set(xlabel="training step", ylabel="weights ever active (fraction)",
+                 title="Exploration: in-time over-parameterisation rate")  # fmt: skip
+    replaced.set(xlabel="training step", ylabel="active weights replaced (fraction)",
+                 title="Turnover at each topology update")  # fmt: skip
+    for axis in (explored, replaced):
+        axis.grid(alpha=0.3)
+        legend(axis, fontsize=8)
+    return save(figure, out_dir, name)

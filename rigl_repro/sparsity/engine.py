@@ -28,6 +28,12 @@ Two choices, made once for every method:
 - every newly grown weight starts at exactly zero, and so does its momentum unless the optimizer state is
   dense. A connection dropped and grown again in the same update keeps its momentum, and its weight unless
   the method zeroes regrown weights (``masking.regrown``).
+
+Mask dynamics, recorded at topology updates only and read from the device once per epoch: the fraction of
+active weights each update replaces (weights grown that were not active before the update, over those active
+before it), and the in-time over-parameterisation rate of Liu et al. (2021, "Do We Actually Need Dense
+Over-Parameterization? In-Time Over-Parameterization in Sparse Training", section 3: R_s, the fraction of
+a layer's weights that have been active at least once so far).
 """
 
 from __future__ import annotations
@@ -82,6 +88,10 @@ class SparseEngine:
         # multi-tensor path on CUDA (a bool operand would fall back to one kernel per layer).
         self.gradient_masks = [torch.empty_like(layer.weight).copy_(layer.mask) for layer in self.layers]
         self.topology_log.append((0, self.active_counts()))
+        self.ever_active = [layer.mask.clone() for layer in self.layers]
+        # (step after the update, active counts before it, device counts: replaced per layer then ever active
+        # per layer), read by ``read_mask_updates``.
+        self.pending_updates: list[tuple[int, list[int], torch.Tensor]] = []
 
     # ------------------------------------------------------------------ the per-step path
     def step(self) -> bool:
@@ -116,7 +126,11 @@ class SparseEngine:
         dropped = self.method.drop_counts(step)
         grown = self.method.grow_counts(step, dropped)
         self.last_update = list(zip(dropped, grown))
-        for layer, gradient_mask, n_drop, n_grow in zip(self.layers, self.gradient_masks, dropped, grown):
+        before = self.active_counts()
+        replaced = [torch.zeros((), dtype=torch.long, device=layer.mask.device) for layer in self.layers]
+        for index, (layer, gradient_mask, n_drop, n_grow) in enumerate(
+            zip(self.layers, self.gradient_masks, dropped, grown)
+        ):
             if n_drop == 0 and n_grow == 0:
                 continue
             kept_count = layer.n_active - n_drop
@@ -127,12 +141,16 @@ class SparseEngine:
                 grown = top_k_mask(excluding(new_mask, self.method.grow_scores(layer)), n_grow)
                 if self.method.zeroes_regrown():
                     layer.weight.data.masked_fill_(grown & layer.mask, 0.0)
+                replaced[index] = (grown & ~layer.mask).sum()
+                self.ever_active[index] |= grown
                 new_mask |= grown
             layer.mask.copy_(new_mask)
             gradient_mask.copy_(new_mask)
             layer.n_active = kept_count + n_grow
             self._zero_inactive(layer)
         self.topology_log.append((step + 1, self.active_counts()))
+        ever = [mask.sum() for mask in self.ever_active]
+        self.pending_updates.append((step + 1, before, torch.stack(replaced + ever)))
 
     def _zero_inactive(self, layer: SparseLayer) -> None:
         """Zero the weight and, unless the method keeps it dense, its optimizer state wherever the mask is
@@ -160,6 +178,44 @@ class SparseEngine:
             return 1.0
         return sum(layer.n_active for layer in chosen) / sum(layer.size for layer in chosen)
 
+    def read_mask_updates(self) -> list[dict[str, Any]]:
+        """The topology updates since the last call, reading the device once: for each, the step after it,
+        ``replaced`` (the fraction of the active weights it replaced, over all masked layers),
+        ``layer_replaced`` (the same per layer, in layer order) and ``exploration`` (the in-time
+        over-parameterisation rate after it, over all masked layers)."""
+        if not self.pending_updates:
+            return []
+        counts = torch.stack([record for _, _, record in self.pending_updates]).tolist()
+        total = sum(layer.size for layer in self.layers)
+        updates = []
+        for (step, before, _), row in zip(self.pending_updates, counts):
+            replaced, ever = row[: len(self.layers)], row[len(self.layers) :]
+            updates.append({
+                "step": step,
+                "replaced": sum(replaced) / max(1, sum(before)),
+                "layer_replaced": [count / max(1, active) for count, active in zip(replaced, before)],
+                "exploration": sum(ever) / total,
+            })  # fmt: skip
+        self.pending_updates = []
+        return updates
+
+    def exploration(self) -> dict[str, float]:
+        """In-time over-parameterisation rate of every masked layer: the fraction of its weights that have been
+        active at least once (Liu et al. 2021). Reads the device."""
+        if not self.layers:
+            return {}
+        ever = torch.stack([mask.sum() for mask in self.ever_active]).tolist()
+        return {layer.name: count / layer.size for layer, count in zip(self.layers, ever)}
+
+    def overall_exploration(self) -> float:
+        """The in-time over-parameterisation rate over all masked layers (1.0 for an unmasked model)."""
+        rates = self.exploration()
+        if not rates:
+            return 1.0
+        return sum(rate * layer.size for rate, layer in zip(rates.values(), self.layers)) / sum(
+            layer.size for layer in self.layers
+        )
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Step, random state, active counts and the method's state. The masks themselves are buffers in
@@ -169,6 +225,8 @@ class SparseEngine:
             "generator": self.generator.get_state(),
             "n_active": {layer.name: layer.n_active for layer in self.layers},
             "topology_log": [[start, list(counts)] for start, counts in self.topology_log],
+            "ever_active": list(self.ever_active),
+            "pending_updates": [[step, before, record] for step, before, record in self.pending_updates],
             "method": self.method.state_dict(),
         }
 
@@ -193,3 +251,13 @@ class SparseEngine:
         self.topology_log = [(int(start), list(counts)) for start, counts in state["topology_log"]]
         self.generator.set_state(state["generator"])
         self.method.load_state_dict(state["method"])
+        if "ever_active" in state:  # checkpoints from before mask dynamics start from the current masks
+            with torch.no_grad():
+                for ever, saved_ever in zip(self.ever_active, state["ever_active"]):
+                    ever.copy_(saved_ever)
+        else:
+            self.ever_active = [layer.mask.clone() for layer in self.layers]
+        self.pending_updates = [
+            (int(step), list(before), record.to(self.generator.device))
+            for step, before, record in state.get("pending_updates", [])
+        ]

@@ -84,11 +84,21 @@ class Tracker:
                          Path(self.run.dir).parent.name, ", ".join(folder.name for folder in superseded))
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
-        """Log ``metrics`` at ``step``; per-layer densities (``layer_densities``) become ``density/<layer>``."""
-        if self.run is not None:
-            flat = {key: value for key, value in metrics.items() if key != "layer_densities"}
-            flat.update({f"density/{name}": value for name, value in metrics.get("layer_densities", {}).items()})
-            self.run.log(flat, step=step)
+        """Log ``metrics`` at ``step``. Per-layer densities (``layer_densities``) become ``density/<layer>``;
+        each topology update of ``mask_updates`` is logged at its own step as ``mask/replaced``,
+        ``mask/replaced/<layer>`` and ``mask/exploration``."""
+        if self.run is None:
+            return
+        layers = list(metrics.get("layer_densities", {}))
+        for update in metrics.get("mask_updates", ()):
+            values = {"mask/replaced": update["replaced"], "mask/exploration": update["exploration"]}
+            values.update({f"mask/replaced/{name}": value for name, value in zip(layers, update["layer_replaced"])})
+            self.run.log(values, step=update["step"])
+        flat = {key: value for key, value in metrics.items() if key not in ("layer_densities", "mask_updates")}
+        flat.update({f"density/{name}": value for name, value in metrics.get("layer_densities", {}).items()})
+        if "exploration" in flat:
+            flat["mask/exploration"] = flat.pop("exploration")
+        self.run.log(flat, step=step)
 
     def summarize(self, summary: Mapping[str, Any]) -> None:
         """Store a run's final numbers in the W&B run summary (what ``reporting.wandb_summaries`` reads)."""

@@ -348,6 +348,8 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "density": self.engine.overall_density(),
             "layer_densities": self.engine.layer_densities(),
+            "mask_updates": self.engine.read_mask_updates(),
+            "exploration": self.engine.overall_exploration(),
             "images_per_s": len(train) / epoch.seconds,
         }
 
@@ -380,6 +382,8 @@ class Trainer:
             "budgeted_layers": budget,
             "density_all_layers": self.engine.overall_density(),
             "layer_densities": self.engine.layer_densities(),
+            "exploration": self.engine.overall_exploration(),
+            "layer_exploration": self.engine.exploration(),
             "flops": self.flops(),
             "width_multiplier": self.cfg.model.width if self.width is None else self.width,
             "parameters": sum(p.numel() for p in self.model.parameters()),

@@ -2,6 +2,9 @@
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -12,6 +15,10 @@ from rigl_repro.reporting import published
 from rigl_repro.reporting.figures import FIGURES
 from rigl_repro.reporting.runs import RunIndex, runs_frame, wandb_summaries
 from rigl_repro.reporting.tables import TABLES, build_table, build_table4, write_table
+from rigl_repro.training import run
+from tests.helpers import compose_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_run(index, experiment, overrides, seed, test_acc, val_acc=0.9, name=None):
@@ -122,3 +129,26 @@ def test_the_fashion_mnist_table_has_no_report_column(index, tmp_path):
     rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
     assert "**86.0** (1/2 seeds)" in rows["| RigL"] and "**85.0** (1/2 seeds)" in rows["| RigL (ERK)"]
     assert "90.0 (1/2 seeds)" in rows["| Dense Baseline"]
+
+
+def test_the_mask_dynamics_script_tables_and_plots_finished_runs(tmp_path):
+    for method in ("static", "rigl", "dense"):
+        run(compose_config("train.epochs=2", "masking.delta_t=5", f"masking={method}", "masking.density=0.1"),
+            tmp_path / method)  # fmt: skip
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mask_dynamics.py"), str(tmp_path)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {line.split(" (")[0]: line.split() for line in result.stdout.splitlines() if " at 0.1 " in line}
+    assert set(rows) == {"static", "rigl"}  # dense explores nothing to plot
+    static, rigl = rows["static"], rows["rigl"]
+    assert static[5] == static[6] and static[7:] == ["-", "-"]  # ever active == density; no updates
+    assert float(rigl[5]) > float(rigl[6]) and float(rigl[7]) > float(rigl[8]) > 0  # explored; turnover decays
+    assert (tmp_path / "mask_dynamics.png").stat().st_size > 10_000
+
+
+def test_the_mask_dynamics_script_says_when_there_is_nothing_to_show(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mask_dynamics.py"), str(tmp_path)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"error: no finished sparse run with mask dynamics below {tmp_path}"
+    ]

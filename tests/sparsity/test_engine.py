@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from rigl_repro.models import small_cnn
+from rigl_repro.sparsity import SparseEngine
 from rigl_repro.sparsity.methods import DropAndGrow
 from tests.helpers import batch_for, make_run, train
 
@@ -203,3 +204,71 @@ def test_gradient_masks_share_the_layout_of_channels_last_gradients():
     assert convolutions == 3
     assert engine.step() is False
     assert all(not layer.weight.grad[~layer.mask].any() for layer in engine.layers)
+
+
+class HandWorked(DropAndGrow):
+    """Two updates of one 2x4 layer whose choices are given: keep (by flat index) and grow, per update."""
+
+    name = ""  # not a registered method
+    plan_of_updates = [({0, 1}, {2, 4}), ({0, 4}, {5, 6})]
+
+    def initial_counts(self):
+        return [4]
+
+    def initial_masks(self, counts):
+        return [torch.tensor([[True, True, True, True], [False, False, False, False]])]
+
+    def drop_counts(self, step):
+        return [2]
+
+    def grow_counts(self, step, dropped):
+        return [2]
+
+    def indicator(self, positions):
+        scores = torch.zeros(8)
+        scores[sorted(positions)] = 1.0
+        return scores.view(2, 4)
+
+    def drop_scores(self, layer):
+        return self.indicator(self.plan_of_updates[self.done][0])
+
+    def grow_scores(self, layer):
+        scores = self.indicator(self.plan_of_updates[self.done][1])
+        self.done += 1
+        return scores
+
+
+def test_mask_dynamics_on_a_hand_worked_example():
+    model = nn.Linear(4, 2, bias=False)
+    method = HandWorked(density=0.5, distribution="erk")
+    method.done = 0
+    engine = SparseEngine(model, torch.optim.SGD(model.parameters(), lr=0.1), method, total_steps=10)
+    engine.update_topology(0)
+    # Masks {0,1,2,3} -> keep {0,1}, grow {2,4} -> {0,1,2,4}: only 4 is new (2 was active before the update),
+    # so 1 of the 4 active weights is replaced; 5 of the 8 weights have been active.
+    engine.update_topology(1)
+    # {0,1,2,4} -> keep {0,4}, grow {5,6} -> {0,4,5,6}: 2 of 4 replaced; 7 of 8 have been active.
+    assert engine.read_mask_updates() == [
+        {"step": 1, "replaced": 0.25, "layer_replaced": [0.25], "exploration": 0.625},
+        {"step": 2, "replaced": 0.5, "layer_replaced": [0.5], "exploration": 0.875},
+    ]
+    assert engine.read_mask_updates() == []  # each update is read once
+    assert engine.exploration() == {"weight": 0.875} and engine.overall_exploration() == 0.875
+
+
+@pytest.mark.parametrize("name", ["static", "set", "rigl", "snfs", "pruning"])
+def test_exploration_starts_at_the_density_and_only_grows(name, masking_for):
+    model, opt, engine = make_run(masking_for(name, delta_t=10), total_steps=200)
+    start = engine.overall_exploration()
+    assert start == pytest.approx(engine.overall_density())
+    rates = []
+    train(model, opt, engine, 200, after_step=lambda updated: rates.append(engine.overall_exploration())
+          if updated else None)  # fmt: skip
+    updates = engine.read_mask_updates()
+    assert [update["exploration"] for update in updates] == pytest.approx(rates)
+    assert all(a <= b for a, b in zip([start, *rates], rates))
+    assert all(0.0 <= update["replaced"] <= 1.0 for update in updates)
+    if name in ("static", "pruning"):  # nothing is ever grown
+        assert engine.overall_exploration() == start and all(update["replaced"] == 0 for update in updates)
+    else:
+        assert engine.overall_exploration() > start and max(update["replaced"] for update in updates) > 0

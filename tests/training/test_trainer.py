@@ -245,3 +245,20 @@ def test_lenet5_learns_the_real_fashion_mnist_in_one_epoch(tmp_path):
     summary = run(cfg, tmp_path / "run")
     assert summary["steps"] == 430 and summary["config"]["model"]["name"] == "lenet5"
     assert summary["test_acc"] > 0.7 and summary["density"] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_the_summary_holds_the_mask_dynamics(tmp_path):
+    static = run(compose_config(*QUICK, "masking=static", "masking.density=0.1"), tmp_path / "static")
+    assert static["exploration"] == static["density_all_layers"]  # a static mask explores nothing
+    assert static["layer_exploration"] == static["layer_densities"]
+    assert all(epoch["mask_updates"] == [] for epoch in static["history"])
+
+    rigl = run(compose_config(*QUICK, "masking=rigl", "masking.density=0.1"), tmp_path / "rigl")
+    updates = [update for epoch in rigl["history"] for update in epoch["mask_updates"]]
+    steps = [update["step"] for update in updates]
+    assert steps == list(range(5, 5 * len(steps) + 1, 5)) and 5 * len(steps) <= 0.75 * 60  # every delta_t to T_end
+    assert len(updates[0]["layer_replaced"]) == len(rigl["layer_densities"])
+    assert all(0 < update["replaced"] <= 0.3 for update in updates)  # at most alpha, decaying with the cosine
+    explored = [epoch["exploration"] for epoch in rigl["history"]]
+    assert rigl["density_all_layers"] < explored[0] <= explored[1] <= explored[2] == rigl["exploration"] <= 1
+    assert explored[-1] == updates[-1]["exploration"]

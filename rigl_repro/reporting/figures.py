@@ -249,8 +249,8 @@ def mask_dynamics_figure(
     summaries: Sequence[Mapping[str, Any]], out_dir: Path, name: str = "mask_dynamics"
 ) -> list[Path]:
     """How much of the network each run's mask explored, mean over seeds: the in-time over-parameterisation
-    rate (the fraction of weights active at least once; Liu et al. 2021) after every topology update and
-    epoch, and the fraction of active weights each update replaced. Dense runs are left out."""
+    rate (the fraction of weights active at least once; Liu et al. 2021) from the initial mask through every
+    topology update, and the fraction of active weights each update replaced. Dense runs are left out."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for summary in summaries:
         if summary["config"]["masking"]["name"] not in ("dense", "small_dense"):
@@ -260,7 +260,7 @@ def mask_dynamics_figure(
         exploration, turnover = [], []
         for run in runs:
             updates = [update for epoch in run["history"] for update in epoch.get("mask_updates", ())]
-            points = {epoch["step"]: epoch["exploration"] for epoch in run["history"]}
+            points = {0: run["initial_density"], run["history"][-1]["step"]: run["exploration"]}
             points.update({update["step"]: update["exploration"] for update in updates})
             exploration.append(points)
             turnover.append({update["step"]: update["replaced"] for update in updates})
@@ -273,7 +273,7 @@ def mask_dynamics_figure(
                  title="Exploration: in-time over-parameterisation rate")  # fmt: skip
     replaced.set(xlabel="training step", ylabel="active weights replaced (fraction)",
                  title="Turnover at each topology update")  # fmt: skip
-    for axis in (explored, replaced):
+    for axis, where in ((explored, "center right"), (replaced, "upper right")):  # clear of static's flat line
         axis.grid(alpha=0.3)
-        legend(axis, fontsize=8)
+        legend(axis, fontsize=8, loc=where)
     return save(figure, out_dir, name)

@@ -207,6 +207,12 @@ class SparseEngine:
         ever = torch.stack([mask.sum() for mask in self.ever_active]).tolist()
         return {layer.name: count / layer.size for layer, count in zip(self.layers, ever)}
 
+    def initial_density(self) -> float:
+        """The active fraction of all masked layers at step 0, where exploration starts."""
+        if not self.layers:
+            return 1.0
+        return sum(self.topology_log[0][1]) / sum(layer.size for layer in self.layers)
+
     def overall_exploration(self) -> float:
         """The in-time over-parameterisation rate over all masked layers (1.0 for an unmasked model)."""
         rates = self.exploration()

@@ -382,6 +382,7 @@ class Trainer:
             "budgeted_layers": budget,
             "density_all_layers": self.engine.overall_density(),
             "layer_densities": self.engine.layer_densities(),
+            "initial_density": self.engine.initial_density(),
             "exploration": self.engine.overall_exploration(),
             "layer_exploration": self.engine.exploration(),
             "flops": self.flops(),

@@ -249,7 +249,7 @@ def test_lenet5_learns_the_real_fashion_mnist_in_one_epoch(tmp_path):
 
 def test_the_summary_holds_the_mask_dynamics(tmp_path):
     static = run(compose_config(*QUICK, "masking=static", "masking.density=0.1"), tmp_path / "static")
-    assert static["exploration"] == static["density_all_layers"]  # a static mask explores nothing
+    assert static["exploration"] == static["initial_density"] == static["density_all_layers"]  # it explores nothing
     assert static["layer_exploration"] == static["layer_densities"]
     assert all(epoch["mask_updates"] == [] for epoch in static["history"])
 
@@ -260,5 +260,6 @@ def test_the_summary_holds_the_mask_dynamics(tmp_path):
     assert len(updates[0]["layer_replaced"]) == len(rigl["layer_densities"])
     assert all(0 < update["replaced"] <= 0.3 for update in updates)  # at most alpha, decaying with the cosine
     explored = [epoch["exploration"] for epoch in rigl["history"]]
+    assert rigl["initial_density"] == rigl["density_all_layers"]  # RigL keeps its count of active weights
     assert rigl["density_all_layers"] < explored[0] <= explored[1] <= explored[2] == rigl["exploration"] <= 1
     assert explored[-1] == updates[-1]["exploration"]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test test-slow bench bench-topology test-slurm \
+.PHONY: install demo test test-slow bench bench-topology test-slurm gpu-wheels gpu-check gpu-rehearse \
 	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist
 
 ## Install: keep an installed torch and torchvision that import together (a GPU machine's own), else install
@@ -45,6 +45,40 @@ bench:
 ## RigL topology update vs one training step of CIFAR ResNet-50 at batch 128.
 bench-topology:
 	$(PYTHON) scripts/bench_topology.py
+
+# ---------------------------------------------------------------------------------------------------------------
+# The GPU check (docs/benchmarks.md, "Checking a GPU machine"). The GPU machines come with Python 3.12, torch and
+# torchvision, pytest, numpy, PyYAML and tqdm, and nothing can be downloaded there: what the project imports
+# beyond that travels as wheels in GPU_WHEEL_DIR (ignored by git), with the Fashion-MNIST files, under 60 MiB.
+# Hydra and OmegaConf (and ANTLR, an sdist built here), and Optuna with its needs: Hydra's plugin scan imports
+# the project's sweepers, hence Optuna, whenever a config is composed. W&B stays behind: a run with
+# logger.mode=disabled never imports it. Versions: the ones the tests pass with here.
+GPU_WHEEL_DIR ?= .whl
+GPU_PYVER ?= 3.12
+GPU_WHEELS := hydra-core==1.3.8 omegaconf==2.3.1 optuna==5.0.0 alembic==1.20.1 sqlalchemy==2.1.9 mako==1.4.3 \
+	colorlog==6.12.0
+GPU_SDISTS := antlr4-python3-runtime==4.9.3
+GPU_PLATFORMS := $(foreach n,2_28 2_27 2_24 2_17,--platform manylinux_$(n)_x86_64) --platform manylinux2014_x86_64
+
+## The wheels the GPU machine lacks, for CPython $(GPU_PYVER) on x86-64 Linux, and the Fashion-MNIST files.
+gpu-wheels:
+	@mkdir -p $(GPU_WHEEL_DIR) && rm -rf $(GPU_WHEEL_DIR)/*.whl $(GPU_WHEEL_DIR)/fashion-mnist
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYVER) --implementation cp \
+		$(GPU_PLATFORMS) -d $(GPU_WHEEL_DIR) $(GPU_WHEELS)
+	$(PYTHON) -m pip wheel -q --no-deps -w $(GPU_WHEEL_DIR) $(GPU_SDISTS)
+	@if [ -d $(FASHION_MNIST_DEB) ]; then mkdir -p $(GPU_WHEEL_DIR)/fashion-mnist \
+		&& cp $(FASHION_MNIST_DEB)/*-ubyte.gz $(GPU_WHEEL_DIR)/fashion-mnist/; \
+	else echo "note: no $(FASHION_MNIST_DEB) (make install): the real Fashion-MNIST test will be skipped there"; fi
+	$(PYTHON) scripts/gpu_check.py --carry-size --wheels $(GPU_WHEEL_DIR)
+
+## On the GPU machine (the device command in docs/benchmarks.md): results in $OUT, else outputs/gpu_check.
+gpu-check:
+	$(PYTHON) scripts/gpu_check.py --wheels $(GPU_WHEEL_DIR) $(GPU_CHECK_ARGS)
+
+## The same check on this CPU, in a Python $(GPU_PYVER) virtual environment holding only what the GPU machine has
+## (torch 2.11.0 and torchvision 0.26.0, as there), from a copy of what would travel: results in outputs/gpu_rehearse.
+gpu-rehearse: gpu-wheels
+	GPU_WHEEL_DIR=$(GPU_WHEEL_DIR) GPU_PYVER=$(GPU_PYVER) bash scripts/gpu_rehearse.sh outputs/gpu_rehearse
 
 # ---------------------------------------------------------------------------------------------------------------
 # The report's tables and figures. SCALE=paper (the report's settings) | smoke (embedded dataset, minutes on a

@@ -25,6 +25,14 @@ demo:
 	$(PYTHON) main.py -m experiment=demo output_root=$(DEMO_DIR)
 	$(PYTHON) scripts/demo_report.py $(DEMO_DIR)
 
+## A finished run's model as one compact file, RUN_DIR/model.safetensors (docs/export.md), checked against the run's
+## test accuracy: make export RUN_DIR=outputs/demo/fashion_mnist-lenet5-rigl/masking=rigl (EXPORT_ARGS: --out PATH).
+## (RUN_DIR, not RUN: RUN is the experiment command below.)
+.PHONY: export
+export:
+	@$(if $(RUN_DIR),,$(error RUN_DIR is not set; e.g. make export RUN_DIR=outputs/demo/fashion_mnist-lenet5-rigl/masking=rigl))
+	$(PYTHON) scripts/export.py "$(RUN_DIR)" --check $(EXPORT_ARGS)
+
 ## Fast tests (the default run, also what CI runs).
 test:
 	$(PYTHON) -m pytest

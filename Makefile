@@ -3,7 +3,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test test-slow bench bench-topology test-slurm gpu-wheels gpu-check gpu-rehearse \
+.PHONY: install demo dynamics test test-slow bench bench-topology test-slurm gpu-wheels gpu-check gpu-rehearse \
 	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist
 
 ## Install: keep an installed torch and torchvision that import together (a GPU machine's own), else install
@@ -24,6 +24,13 @@ demo:
 	@$(PYTHON) scripts/fetch_data.py dataset=fashion_mnist
 	$(PYTHON) main.py -m experiment=demo output_root=$(DEMO_DIR)
 	$(PYTHON) scripts/demo_report.py $(DEMO_DIR)
+	$(PYTHON) scripts/mask_dynamics.py $(DEMO_DIR)
+
+DYNAMICS_ROOT ?= $(DEMO_DIR)
+
+## How much of the network the masks explored (docs/mask_dynamics.md): a table and DYNAMICS_ROOT/mask_dynamics.png.
+dynamics:
+	$(PYTHON) scripts/mask_dynamics.py $(DYNAMICS_ROOT)
 
 ## A finished run's model as one compact file, RUN_DIR/model.safetensors (docs/export.md), checked against the run's
 ## test accuracy: make export RUN_DIR=outputs/demo/fashion_mnist-lenet5-rigl/masking=rigl (EXPORT_ARGS: --out PATH).

@@ -25,6 +25,7 @@ import argparse
 import json
 import multiprocessing
 import multiprocessing.synchronize
+import os
 import queue
 import statistics
 import sys
@@ -42,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from rigl_repro.config import compose_config  # noqa: E402
 from rigl_repro.training import Trainer  # noqa: E402
+from rigl_repro.training.threads import thread_count, usable_cores  # noqa: E402
 
 
 def synchronise(device: torch.device) -> None:
@@ -85,11 +87,10 @@ def time_epochs(trainer: Trainer, epochs: int) -> list[float]:
 
 
 def concurrent_worker(
-    cfg: DictConfig, epochs: int, threads: int, go: multiprocessing.synchronize.Event, messages: multiprocessing.Queue
+    cfg: DictConfig, epochs: int, go: multiprocessing.synchronize.Event, messages: multiprocessing.Queue
 ) -> None:
     """One of the concurrent runs: warm up, say so, wait for the others, train ``epochs`` epochs, report the
     images it trained on. A failure is reported too, so the benchmark never waits for a run that is gone."""
-    torch.set_num_threads(threads)
     parent = multiprocessing.parent_process()
     try:
         with tempfile.TemporaryDirectory() as scratch:
@@ -127,8 +128,7 @@ def concurrent_images_per_second(configs: list[DictConfig], epochs: int) -> floa
     """Combined training images/s of one process per config, all on the device at once, after their warm-up."""
     context = torch.multiprocessing.get_context("spawn")  # a fresh process, and CUDA context, per run
     go, messages = context.Event(), context.Queue()
-    threads = max(1, torch.get_num_threads() // len(configs))
-    workers = [context.Process(target=concurrent_worker, args=(cfg, epochs, threads, go, messages)) for cfg in configs]
+    workers = [context.Process(target=concurrent_worker, args=(cfg, epochs, go, messages)) for cfg in configs]
     for worker in workers:
         worker.start()
     try:
@@ -267,13 +267,20 @@ def main() -> None:
             del trainer  # its model, data and optimizer leave the device before the next method's
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+        # The trainer's thread policy (rigl_repro/training/threads.py) for both figures: one run alone uses its
+        # share for one run, each of N runs at once its share for N, as under LAUNCHER=parallel JOBS=N.
+        setting = bench_config("rigl", args.density, 0, args.overrides).threads
+        share = thread_count(setting, usable_cores(), max(1, args.concurrent), os.environ)
         seeds = range(args.concurrent)
-        concurrent_configs = [bench_config("rigl", args.density, seed, args.overrides) for seed in seeds]
+        concurrent_configs = [
+            bench_config("rigl", args.density, seed, [*args.overrides, f"threads={share}"]) for seed in seeds
+        ]
 
     print_table(report["methods"])
     if concurrent_configs:
         together = concurrent_images_per_second(concurrent_configs, args.epochs)
         report["concurrent"] = concurrent_figures(args.concurrent, together, results["rigl"].images_per_second)
+        report["concurrent"]["cpu_threads_each"] = share
         write_json(args.json, report)
         print_concurrent(report["concurrent"])
 

@@ -3,12 +3,14 @@
 import importlib
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from rigl_repro.training.threads import usable_cores
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,9 +27,13 @@ def test_bench_prints_and_writes_throughput_and_overheads_side_by_side(tmp_path)
         "dataset.channels=1", "dataset.mean=[0.5]", "dataset.std=[0.29]", "dataset.train_pool=256", "--epochs", "1",
         "--concurrent", "2", "--json", str(tmp_path / "bench.json"),
     ]  # fmt: skip
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK")}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
+    # Both figures under the trainer's thread policy: all the cores for one run, half each for two at once.
+    assert report["setup"]["cpu_threads"] == usable_cores()
+    assert report["concurrent"]["cpu_threads_each"] == max(1, usable_cores() // 2)
     assert report["setup"]["model"] == "small_cnn" and report["setup"]["device"] == "cpu"
     assert report["setup"]["steps_per_epoch"] == 2 and report["setup"]["batch_size"] == 128
     methods = report["methods"]

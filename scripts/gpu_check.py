@@ -28,6 +28,7 @@ Only the standard library is used here: nothing else is installed when it starts
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -311,6 +312,8 @@ def plan(cpu: bool, wheels: Path, site: Path, scratch: Path, results_dir: Path) 
         results["tests"] = junit_summary(junit)
 
     wheel_files = sorted(str(path) for path in wheels.glob("*.whl"))
+    # One test that hangs fails alone (pytest-timeout, there on the GPU machine) instead of taking the part's time.
+    per_test_limit = [f"--timeout={600 if cpu else 120}"] if importlib.util.find_spec("pytest_timeout") else []
     share = CPU_LIMITS_S if cpu else GPU_SHARES_S
     parts = [
         Part("install", [python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
@@ -321,7 +324,7 @@ def plan(cpu: bool, wheels: Path, site: Path, scratch: Path, results_dir: Path) 
                       "logger.mode=disabled", f"output_root={scratch / 'runs'}", *device], share["main"],
              collect=wandb_check, unlogged="import time:"),
         Part("tests", [python, "-m", "pytest", "-m", "cuda", "-v", "-rs", "-p", "no:cacheprovider", "--durations=10",
-                       f"--junitxml={junit}", "tests"], share["tests"], env=test_env, collect=tests),
+                       *per_test_limit, f"--junitxml={junit}", "tests"], share["tests"], env=test_env, collect=tests),
         Part("bench_wrn22_2", bench("bench_wrn22_2", [*device, *wrn, *epochs]), share["bench_wrn22_2"],
              collect=collect_into("bench", "wrn22_2", file=scratch / "bench_wrn22_2.json")),
         Part("bench_resnet50", bench("bench_resnet50", [*device, "model=resnet50", "dataset.num_classes=100", *resnet,
@@ -382,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.carry_size:
         return carry_size(ROOT, [args.wheels], args.limit_mib)
+    unknown = sorted(set(args.only.split(",")) - set(GPU_SHARES_S)) if args.only else []
+    if unknown:
+        parser.error(f"--only {','.join(unknown)}: not a part; choose from {','.join(GPU_SHARES_S)}")
 
     budget = args.budget if args.budget is not None else (float("inf") if args.cpu else BUDGET_S)
     results_dir = args.results.resolve()
@@ -402,8 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         "budget_s": None if math.isinf(budget) else budget,
         "wheels": sorted(path.name for path in args.wheels.glob("*.whl")),
         "parts": {},
+        "total_seconds": 0.0,
     }
     log.line(f"{results['mode']} check of {ROOT} into {results_dir}; wheels from {args.wheels}, installed in {site}")
+    write_results(results_dir / "results.json", results)
     start = time.monotonic()
     for index, part in enumerate(parts):
         left = budget - (time.monotonic() - start)
@@ -415,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
                                log, ROOT)  # fmt: skip
         results["parts"][part.name] = {**vars(outcome), "command": " ".join(part.command)}
         if part.collect is not None and outcome.status != "skipped":
-            part.collect(part, results)
+            try:
+                part.collect(part, results)
+            except Exception as error:  # a figure that cannot be read must not stop the parts after it
+                log.line(f"part {part.name}: its results could not be read: {type(error).__name__}: {error}")
         results["total_seconds"] = time.monotonic() - start
         write_results(results_dir / "results.json", results)
     shutil.rmtree(scratch, ignore_errors=True)

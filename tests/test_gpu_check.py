@@ -128,3 +128,10 @@ def test_what_would_travel_is_measured_against_the_limit(gpu_check, tmp_path, ca
     assert gpu_check.carry_size(ROOT, [wheels], limit_mib=60) == 0
     assert "1.00 MiB  a-1.0-py3-none-any.whl" in capsys.readouterr().out
     assert gpu_check.carry_size(ROOT, [wheels], limit_mib=1) == 1  # the working tree comes on top
+
+
+def test_an_unknown_part_is_refused_before_anything_runs(gpu_check, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        gpu_check.main([str(tmp_path / "out"), "--only", "tests,benchmarks"])
+    assert stopped.value.code == 2 and "--only benchmarks: not a part" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

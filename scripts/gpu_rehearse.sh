@@ -21,7 +21,7 @@ PYVER=${GPU_PYVER:-3.12}
 VENV=${GPU_REHEARSE_VENV:-$HOME/.cache/rigl-repro/gpu-image-py$PYVER}
 # The GPU image's packages that the project imports (docs: the device tool's KINDS.md), at torch's versions there.
 IMAGE_PACKAGES=(torch==2.11.0 torchvision==0.26.0 numpy pillow pytest pytest-timeout hypothesis pyyaml tqdm
-                packaging scikit-learn pandas matplotlib)
+                packaging scikit-learn pandas matplotlib safetensors)
 
 if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
     echo "error: no wheels in $WHEELS; run make gpu-wheels first" >&2
@@ -48,10 +48,13 @@ if [ ! -f "$VENV/.complete" ]; then
     echo "building the GPU machine's stand-in: $VENV (Python $PYVER, ${IMAGE_PACKAGES[*]})"
     rm -rf "$VENV"
     "$python" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${IMAGE_PACKAGES[@]}" 2>&1 \
-        | grep -v "is ignored: it is neither a file nor a directory" || true
-    "$VENV/bin/python" -c "import torch, torchvision" && touch "$VENV/.complete"
+    touch "$VENV/.complete"
 fi
+# Every time: quick when nothing is missing, and a package added to the list above reaches an existing venv
+# (or one whose first install was interrupted). This machine's pip settings warn about its local indexes.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "${IMAGE_PACKAGES[@]}" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+"$VENV/bin/python" -c "import torch, torchvision"
 
 COPY=$(mktemp -d /tmp/rigl-gpu-rehearse.XXXXXX)
 trap 'rm -rf "$COPY"' EXIT

@@ -38,6 +38,8 @@ class SyncCheckedBar:
     """Stands in for the trainer's progress bar, whose ``update`` opens every training step: from the first
     step's start to the end of the loop (``close``), any host-device synchronisation raises."""
 
+    last: SyncCheckedBar | None = None  # the bar of the latest epoch
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         self.steps = 0
         SyncCheckedBar.last = self

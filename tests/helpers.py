@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from rigl_repro.models import small_cnn
@@ -140,3 +142,25 @@ def _quiet_handler():
 
 
 QuietHandler = _quiet_handler()
+
+
+def run_killed_in_epoch(cfg: DictConfig, output_dir: Path, epoch: int = 3) -> int:
+    """Start the run and stop it with KeyboardInterrupt as its ``epoch``-th epoch begins (after the checkpoints
+    of the epochs before), as a killed run would stop; returns how many epochs were started."""
+    from rigl_repro.training import Trainer, run
+
+    original = Trainer.train_epoch
+    started = 0
+
+    def interrupted(self: Trainer) -> dict[str, Any] | None:
+        nonlocal started
+        started += 1
+        if started == epoch:
+            raise KeyboardInterrupt
+        return original(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "train_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, output_dir)
+    return started

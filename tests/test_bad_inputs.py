@@ -30,6 +30,7 @@ CASES = [  # (overrides, what the one line must contain)
     (["train.epochs=1e9"], "train.epochs=1000000000.0 is invalid"),
     (["checkpoint.resume=maybe"], "checkpoint.resume='maybe' is invalid"),
     (["checkpoint.on_signals=[SIGFOO]"], "checkpoint.on_signals contains 'SIGFOO', which is not a signal here"),
+    (["checkpoint.on_signals=[SIGKILL]"], "checkpoint.on_signals contains 'SIGKILL', which cannot be caught"),
     (["deterministic=perhaps"], "deterministic='perhaps' is invalid"),
     (["threads=0"], "threads=0 is invalid; expected auto or a number of threads >= 1"),
     (["trial_seeds=[0,1]", "dataset.val_size=0"], "trial_seeds averages validation accuracies"),

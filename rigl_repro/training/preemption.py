@@ -28,20 +28,28 @@ class Stopped(RuntimeError):
     """The run was told to stop, checkpointed, and the previous handler of the signal did not end it."""
 
 
+UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
+
+
 def signal_numbers(names: Sequence[str] | str | None) -> list[signal.Signals]:
-    """``["SIGUSR2"]`` (or ``"USR2"``) -> the signals, with a one-line error for a name this platform lacks."""
+    """``["SIGUSR2"]`` (or ``"USR2"``) -> the signals, with a one-line error for anything that is not a list of
+    signals a process can catch here."""
     if names is None:
         return []
+    if isinstance(names, (int, float)) or not isinstance(names, (str, Sequence)):
+        raise ConfigError(f"checkpoint.on_signals={names!r} is invalid; expected a list of signal names such as "
+                          "[SIGUSR2], or [] for none")  # fmt: skip
     numbers = []
     for name in [names] if isinstance(names, str) else names:
         key = str(name).upper()
-        try:
-            numbers.append(signal.Signals[key if key.startswith("SIG") else f"SIG{key}"])
-        except KeyError:
+        number = signal.Signals.__members__.get(key if key.startswith("SIG") else f"SIG{key}")
+        if number is None or number in UNCATCHABLE:
+            reason = "cannot be caught" if number is not None else "is not a signal here"
             raise ConfigError(
-                f"checkpoint.on_signals contains {name!r}, which is not a signal here; expected names such as "
-                "SIGUSR2 or SIGTERM, or [] for none"
-            ) from None
+                f"checkpoint.on_signals contains {name!r}, which {reason}; expected names such as SIGUSR2 or "
+                "SIGTERM, or [] for none"
+            )
+        numbers.append(number)
     return numbers
 
 

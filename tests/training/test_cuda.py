@@ -20,7 +20,7 @@ import torch
 import rigl_repro.training.trainer as trainer_module
 from rigl_repro.config import compose_config as compose
 from rigl_repro.training import Trainer, run
-from tests.helpers import compose_config
+from tests.helpers import compose_config, run_killed_in_epoch
 
 DEVICE = os.environ.get("RIGL_CUDA_TESTS_DEVICE", "cuda")
 assert DEVICE in ("cuda", "cpu"), f"RIGL_CUDA_TESTS_DEVICE={DEVICE!r}: expected cuda or cpu"
@@ -123,22 +123,10 @@ def test_an_interrupted_and_resumed_deterministic_run_ends_bitwise_equal_to_an_u
                  f"device={DEVICE}", *SPEED, "deterministic=true")  # fmt: skip
     straight = run(compose_config(*overrides), tmp_path / "straight")
 
-    original = Trainer.train_epoch
-    calls = {"n": 0}
-
-    def interrupted(self: Trainer) -> dict | None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # killed during the third epoch, after two checkpoints
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_config(*overrides), tmp_path / "resumed")
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    started = run_killed_in_epoch(compose_config(*overrides), tmp_path / "resumed", epoch=3)  # after 2 checkpoints
     resumed = run(compose_config(*overrides), tmp_path / "resumed")
 
-    assert calls["n"] == 3 and resumed["history"][0]["epoch"] == 1
+    assert started == 3 and resumed["history"][0]["epoch"] == 1
     assert resumed["test_acc"] == straight["test_acc"] and resumed["layer_densities"] == straight["layer_densities"]
     losses = [[entry["train_loss"] for entry in summary["history"]] for summary in (straight, resumed)]
     assert losses[0] == losses[1]

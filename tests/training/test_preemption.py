@@ -102,3 +102,7 @@ def test_signal_names():
     assert signal_numbers("USR1") == [signal.SIGUSR1] and signal_numbers(None) == []
     with pytest.raises(ConfigError, match=r"checkpoint.on_signals contains 'SIGFOO', which is not a signal here"):
         StopRequest(["SIGFOO"])
+    with pytest.raises(ConfigError, match=r"checkpoint.on_signals contains 'SIGKILL', which cannot be caught"):
+        StopRequest(["SIGKILL"])
+    with pytest.raises(ConfigError, match=r"^checkpoint.on_signals=5 is invalid; expected a list of signal names"):
+        StopRequest(5)

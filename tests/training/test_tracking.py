@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.training import Trainer, run
+from rigl_repro.training import run
 from rigl_repro.training.tracking import Tracker, validate_logger
-from tests.helpers import compose_config
+from tests.helpers import compose_config, run_killed_in_epoch
 
 
 def test_a_w_and_b_that_cannot_start_is_one_line_naming_the_ways_out(tmp_path, monkeypatch):
@@ -36,20 +36,8 @@ def offline_folders(output_dir):
 def test_a_resumed_offline_run_keeps_one_w_and_b_folder_holding_every_epoch(tmp_path, monkeypatch):
     """W&B cannot resume offline runs: the resumed run logs its history again into one new folder."""
     overrides = ("train.epochs=3", "masking=set", "masking.delta_t=5", "logger.mode=offline")
-    original = Trainer.train_epoch
-    calls = {"n": 0}
-
-    def killed_in_third_epoch(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_config(*overrides), tmp_path)
+    run_killed_in_epoch(compose_config(*overrides), tmp_path, epoch=3)
     (first,) = offline_folders(tmp_path)
-    monkeypatch.setattr(Trainer, "train_epoch", original)
     summary = run(compose_config(*overrides), tmp_path)
 
     (folder,) = offline_folders(tmp_path)

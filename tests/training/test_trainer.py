@@ -11,7 +11,7 @@ import torch
 from rigl_repro.errors import ConfigError
 from rigl_repro.training import Trainer, TrainingDiverged, run
 from rigl_repro.training.checkpoint import CheckpointError, load_checkpoint
-from tests.helpers import compose_config, fake_cifar
+from tests.helpers import compose_config, fake_cifar, run_killed_in_epoch
 
 QUICK = ("train.epochs=3", "masking.delta_t=5")
 
@@ -53,20 +53,8 @@ def test_an_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
     overrides = ("train.epochs=4", "masking.delta_t=3", f"masking={method}", f"deterministic={deterministic}")
     run(compose_config(*overrides), tmp_path / "straight")
 
-    original = Trainer.train_epoch
-    calls = {"n": 0}
-
-    def interrupted(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # killed during the third epoch, after two checkpoints
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_config(*overrides), tmp_path / "resumed")
+    run_killed_in_epoch(compose_config(*overrides), tmp_path / "resumed", epoch=3)  # after two checkpoints
     assert not (tmp_path / "resumed" / "summary.json").exists()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
     resumed = run(compose_config(*overrides), tmp_path / "resumed")
 
     straight = json.loads((tmp_path / "straight" / "summary.json").read_text())

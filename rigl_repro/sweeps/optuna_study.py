@@ -9,7 +9,9 @@ Here:
   trials whose heartbeat stopped (their sweeper was killed) are failed and queued again with the same
   parameters, so their run folders resume from their checkpoints (or are reused when they had finished).
 - The sampler is seeded per proposal (seed + number of proposals made before), so a resumed sweep proposes
-  what an uninterrupted one would have, and never replays the start-up points.
+  what an uninterrupted one would have, and never replays the start-up points. A proposal is complete once
+  its overrides are recorded: a trial whose sweeper died while it was still being proposed (some of its
+  parameters sampled, none run) is not queued again but proposed afresh, with the same seed.
 
 The search space uses the syntax of Hydra's Optuna sweeper (and the report's code): ``interval(a, b)`` is a
 uniform float (``tag(log, interval(a, b))`` log-uniform; Hydra reads both ends as floats), ``range(a, b,
@@ -89,17 +91,33 @@ def retried_trials(trials: Sequence[FrozenTrial]) -> set[int]:
     return {number for trial in trials for number in trial.system_attrs.get("retry_history", ())}
 
 
+def is_proposed(trial: FrozenTrial) -> bool:
+    """Whether the sweeper finished proposing the trial: it records the trial's overrides last."""
+    return "overrides" in trial.user_attrs
+
+
 def finished_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """The trials that count towards ``n_trials``: complete, pruned, or failed by their own run (not the
-    stale ones that were queued again)."""
+    stale ones that were queued again, nor those whose sweeper died before it finished proposing them)."""
     retried = retried_trials(trials)
     done = (TrialState.COMPLETE, TrialState.PRUNED)
-    return [t for t in trials if t.state in done or (t.state == TrialState.FAIL and t.number not in retried)]
+    return [
+        t for t in trials
+        if t.state in done or (t.state == TrialState.FAIL and t.number not in retried and is_proposed(t))
+    ]  # fmt: skip
 
 
 def proposals_made(trials: Sequence[FrozenTrial]) -> int:
-    """Trials the sampler proposed (the re-queued copies of stale trials are not proposals)."""
-    return sum("retry_history" not in trial.system_attrs for trial in trials)
+    """Proposals the sampler completed (the re-queued copies of stale trials are not proposals)."""
+    return sum(is_proposed(trial) and "retry_history" not in trial.system_attrs for trial in trials)
+
+
+def queue_again_if_proposed(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Stale-trial callback: Optuna's retry (a WAITING copy with the same parameters) for a trial whose
+    proposal was complete. One whose sweeper died mid-proposal never ran and has only some of its parameters:
+    it stays failed, and the sampler proposes it again as an uninterrupted sweep would have."""
+    if is_proposed(trial):
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
 
 
 class HeartbeatStorage(optuna.storages.RDBStorage):
@@ -198,15 +216,18 @@ class OptunaStudySweeperBase(Sweeper):
             self.storage_url,
             heartbeat_interval=self.heartbeat_interval,
             grace_period=self.grace_period,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+            heartbeat_stale_trial_callback=queue_again_if_proposed,
         )
 
-    def load_study(self, storage: optuna.storages.RDBStorage) -> optuna.Study:
-        """The study, with a sampler seeded for its next proposal."""
-        study = optuna.load_study(study_name=self.study_name, storage=storage)
-        seed = None if self.seed is None else int(self.seed) + proposals_made(study.get_trials(deepcopy=False))
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
-        return optuna.load_study(study_name=self.study_name, storage=storage, sampler=sampler)
+    def propose(self, study: optuna.Study, space: dict[str, BaseDistribution], fixed: dict[str, str]) -> optuna.Trial:
+        """The next trial: a queued copy of an interrupted one if there is any, else the sampler's proposal,
+        seeded by the number of proposals before it. Its overrides are recorded last: they mark it complete."""
+        made = proposals_made(study.get_trials(deepcopy=False))
+        seed = None if self.seed is None else int(self.seed) + made
+        study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
+        trial = study.ask(space)
+        trial.set_user_attr("overrides", [f"{key}={value}" for key, value in {**trial.params, **fixed}.items()])
+        return trial
 
     def requeue_stale_trials(self, study: optuna.Study) -> None:
         """Fail and queue again the RUNNING trials of a sweeper that died; wait up to one grace period for
@@ -224,9 +245,13 @@ class OptunaStudySweeperBase(Sweeper):
             if not running or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        requeued = [t.number for t in study.get_trials(deepcopy=False) if "retry_history" in t.system_attrs]
+        trials = study.get_trials(deepcopy=False)
+        requeued = [t.number for t in trials if "retry_history" in t.system_attrs]
         if requeued:
             log.info("study %s: trials interrupted earlier are queued again as %s", self.study_name, requeued)
+        unfinished = [t.number for t in trials if t.state == TrialState.FAIL and not is_proposed(t)]
+        if unfinished:
+            log.info("study %s: trials %s were cut while being proposed; proposed again", self.study_name, unfinished)
 
     def sweep(self, arguments: list[str]) -> None:
         with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for Study.optimize: not here
@@ -248,19 +273,15 @@ class OptunaStudySweeperBase(Sweeper):
         )
         self.requeue_stale_trials(optuna.load_study(study_name=self.study_name, storage=storage))
         while True:
-            study = self.load_study(storage)
+            study = optuna.load_study(study_name=self.study_name, storage=storage)
             optuna.storages.fail_stale_trials(study)  # another sweeper of this study may have died meanwhile
             trials = study.get_trials(deepcopy=False)
             running_elsewhere = sum(trial.state == TrialState.RUNNING for trial in trials)  # ours are all told
             to_go = self.n_trials - len(finished_trials(trials)) - running_elsewhere
             if to_go <= 0:
                 break
-            batch = [study.ask(space) for _ in range(min(self.n_jobs, to_go))]
-            overrides = []
-            for trial in batch:
-                trial_overrides = tuple(f"{key}={value}" for key, value in {**trial.params, **fixed}.items())
-                trial.set_user_attr("overrides", list(trial_overrides))
-                overrides.append(trial_overrides)
+            batch = [self.propose(study, space, fixed) for _ in range(min(self.n_jobs, to_go))]
+            overrides = [tuple(trial.user_attrs["overrides"]) for trial in batch]
             with heartbeats(storage, [trial._trial_id for trial in batch], self.heartbeat_interval):
                 returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)

@@ -18,7 +18,7 @@ from optuna.trial import TrialState, create_trial
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.sweeps import finished_trials, search_space
-from rigl_repro.sweeps.optuna_study import HeartbeatStorage
+from rigl_repro.sweeps.optuna_study import HeartbeatStorage, OptunaStudySweeperBase, proposals_made
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,16 +46,62 @@ def test_an_unsupported_sweep_is_refused_in_one_line():
 
 
 def test_trials_queued_again_after_a_kill_are_counted_once():
-    def trial(number, state, **system_attrs):
+    def trial(number, state, proposed=True, **system_attrs):
         value = 0.5 if state == TrialState.COMPLETE else None
-        made = create_trial(state=state, value=value, system_attrs=system_attrs)
+        user_attrs = {"overrides": ["masking.alpha=0.3"]} if proposed else {}
+        made = create_trial(state=state, value=value, user_attrs=user_attrs, system_attrs=system_attrs)
         made.number = number
         return made
 
     trials = [trial(0, TrialState.COMPLETE), trial(1, TrialState.FAIL), trial(2, TrialState.FAIL),
-              trial(3, TrialState.COMPLETE, failed_trial=2, retry_history=[2]), trial(4, TrialState.RUNNING),
-              trial(5, TrialState.WAITING)]  # fmt: skip
-    assert [t.number for t in finished_trials(trials)] == [0, 1, 3]  # 1 failed by its run; 2 was stale
+              trial(3, TrialState.COMPLETE, failed_trial=2, retry_history=[2]), trial(4, TrialState.FAIL, False),
+              trial(5, TrialState.RUNNING)]  # fmt: skip
+    # 1 failed by its run; 2 was stale and queued again as 3; 4's sweeper died while proposing it
+    assert [t.number for t in finished_trials(trials)] == [0, 1, 3]
+    assert proposals_made(trials) == 4  # 0, 1, 2 and 5
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with")
+@pytest.mark.parametrize("cut", ["while proposing", "after proposing"])
+def test_a_sweeper_killed_around_a_proposal_resumes_as_if_never_cut(tmp_path, cut):
+    """A kill between two parameters of one proposal, or right after it, is invisible in what follows: the
+    resumed sweeper proposes and runs the same trials as an uninterrupted one (fake objective, no launcher)."""
+    space = {"masking.alpha": FloatDistribution(0.1, 0.6), "masking.delta_t": IntDistribution(50, 1000, step=50)}
+
+    def sweeper(name):
+        made = OptunaStudySweeperBase(
+            study_name="s", storage=f"sqlite:///{tmp_path}/{name}.db", sampler={"seed": 123, "n_startup_trials": 2},
+            heartbeat_interval=1, grace_period=2,
+        )  # fmt: skip
+        storage = made.open_storage()
+        return made, optuna.create_study(study_name="s", storage=storage, direction="maximize", load_if_exists=True)
+
+    def run(made, study, count):
+        for _ in range(count):
+            trial = made.propose(study, space, {"seed": "0"})
+            study.tell(trial, -abs(trial.params["masking.alpha"] - 0.3) - trial.params["masking.delta_t"] / 1e4)
+
+    whole, whole_study = sweeper("whole")
+    run(whole, whole_study, 5)
+
+    cut_sweeper, cut_study = sweeper("cut")
+    run(cut_sweeper, cut_study, 2)
+    if cut == "while proposing":  # the sweeper dies after sampling alpha, before delta_t
+        cut_study.sampler = optuna.samplers.TPESampler(seed=123 + 2, n_startup_trials=2)
+        cut_study.ask({"masking.alpha": space["masking.alpha"]})
+    else:
+        cut_sweeper.propose(cut_study, space, {"seed": "0"})
+    resumed, resumed_study = sweeper("cut")
+    resumed.requeue_stale_trials(resumed_study)
+    states = [t.state for t in resumed_study.trials]
+    queued = [TrialState.WAITING] if cut == "after proposing" else []  # only a complete proposal is queued again
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL, *queued]
+    run(resumed, resumed_study, 3)
+
+    assert proposals(resumed_study) == proposals(whole_study)
+    assert len(finished_trials(resumed_study.trials)) == 5
+    complete = [t for t in resumed_study.trials if t.state == TrialState.COMPLETE]
+    assert [t.user_attrs["overrides"] for t in complete] == [t.user_attrs["overrides"] for t in whole_study.trials]
 
 
 def test_a_stored_sweep_survives_crashed_trials_and_averages_its_seeds(tmp_path):

@@ -1,10 +1,14 @@
-"""The one exception type that user-facing configuration problems raise."""
+"""The exception types of the problems a run reports in one line: a bad configuration, a diverged training."""
 
 from __future__ import annotations
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the option and what it accepts."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Training cannot go on: its loss stopped being finite, or its processes no longer train one network."""
 
 
 def require_in_range(

@@ -89,7 +89,9 @@ class StopRequest:
     def forward(self, where: str) -> NoReturn:
         """Give the recorded signal to the previous handler (submitit's requeue, or the default action). If that
         handler returns, stop the run with :class:`Stopped` naming ``where`` it stopped."""
-        assert self.signum is not None
+        if self.signum is None:  # another process of the same run was told to stop: this one stops with it
+            self.restore()
+            raise Stopped(f"stopped {where} with the run's other processes; the checkpoint is saved")
         name = signal.Signals(self.signum).name
         log.warning("%s: checkpointed %s; handing the signal on", name, where)
         self.restore()

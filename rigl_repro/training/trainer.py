@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -25,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rigl_repro.data import Split, augment_batch, load_splits, normalise
-from rigl_repro.errors import ConfigError, require_bool, require_int
+from rigl_repro.errors import ConfigError, TrainingDiverged, require_bool, require_int
 from rigl_repro.flops.accounting import flop_summary, model_layer_flops, pretraining_flops
 from rigl_repro.flops.counting import layer_flops
 from rigl_repro.models import build_model, count_sparsifiable_weights
@@ -39,17 +40,14 @@ from rigl_repro.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from rigl_repro.training.distributed import Replicas, validate_distributed_options
 from rigl_repro.training.preemption import StopRequest
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
-from rigl_repro.training.run_folder import run_folder_lock
+from rigl_repro.training.run_folder import RunFolderBusy, run_folder_lock
 from rigl_repro.training.threads import apply_thread_policy, thread_count
 from rigl_repro.training.tracking import Tracker, validate_logger
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss stopped being finite."""
 
 
 @dataclass
@@ -68,9 +66,21 @@ class EpochInProgress:
                 "batches_done": self.batches_done, "seconds": self.seconds}  # fmt: skip
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any], device: torch.device) -> EpochInProgress:
-        tensors = {key: state[key].to(device) for key in ("order", "loss_sum", "correct")}
-        return cls(**tensors, batches_done=int(state["batches_done"]), seconds=float(state["seconds"]))
+    def from_state(cls, state: Mapping[str, Any], device: torch.device, rank: int = 0, world_size: int = 1
+                   ) -> EpochInProgress:  # fmt: skip
+        """The epoch as this rank resumes it. Sums saved by several ranks hold one entry per rank: each rank
+        takes its own under the same world size (so the epoch's totals are summed as if never cut); otherwise
+        rank 0 carries their total and the other ranks start from zero."""
+        sums = []
+        for key in ("loss_sum", "correct"):
+            saved = state[key].to(device)
+            if saved.dim() == 1 and len(saved) == world_size:
+                sums.append(saved[rank].clone())
+            else:
+                total = saved.sum()
+                sums.append(total if rank == 0 else torch.zeros_like(total))
+        return cls(state["order"].to(device), *sums, batches_done=int(state["batches_done"]),
+                   seconds=float(state["seconds"]))  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,19 +125,22 @@ def validate_run_options(cfg: DictConfig) -> None:
     resolve_device(str(cfg.device))
     StopRequest(cfg.checkpoint.on_signals)
     thread_count(cfg.threads, 1, 1, {})
+    validate_distributed_options(cfg.distributed)
 
 
 class Trainer:
-    """Builds everything a run needs from the composed config; ``fit()`` trains and returns the summary."""
+    """Builds everything a run needs from the composed config; ``fit()`` trains and returns the summary.
+    With ``replicas`` of several processes, this process trains its share of the run (``distributed``)."""
 
-    def __init__(self, cfg: DictConfig, output_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, output_dir: Path, replicas: Replicas | None = None) -> None:
         self.cfg, self.output_dir = cfg, Path(output_dir)
+        self.replicas = replicas or Replicas()
         validate_run_options(cfg)
         deterministic = bool(cfg.deterministic)
         self.recipe = Recipe.from_config(OmegaConf.to_container(cfg.train, resolve=True))
         masking = OmegaConf.to_container(cfg.masking, resolve=True)
         self.method = build_method(masking)
-        self.device = resolve_device(str(cfg.device))
+        self.device = self.replicas.device(resolve_device(str(cfg.device)))
         on_cuda = self.device.type == "cuda"
         self.autocast = partial(
             torch.autocast, self.device.type, dtype=torch.bfloat16, enabled=enabled(self.recipe.amp, on_cuda)
@@ -149,6 +162,7 @@ class Trainer:
         self.layer_flops = layer_flops(self.model, input_shape)  # once; updates only change densities
         reference = self.layer_flops if self.width is None else model_layer_flops(model_cfg, num_classes, input_shape)
         self.reference_inference = float(sum(reference.values()))
+        self.model = self.replicas.prepare_model(self.model)
 
         if self.recipe.batch_size > len(self.data.train):
             raise ConfigError(
@@ -182,7 +196,9 @@ class Trainer:
             # In place, so parameter and mask names (and checkpoints) are unchanged. Static shapes: the full
             # batches keep their specialised kernels, and an epoch's last, smaller batch gets its own.
             self.model.compile(dynamic=False)
+        self.forward_model = self.replicas.wrap(self.model)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
+        self.summed_criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing, reduction="sum")
         self.order_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed))
         self.augment_generator = torch.Generator(device=self.device).manual_seed(int(cfg.seed) + 1)
         self.epoch, self.history, self.wall_time = 0, [], 0.0
@@ -235,7 +251,14 @@ class Trainer:
         self.augment_generator.set_state(state["rng"]["augment"])
         self.epoch, self.history, self.wall_time = state["epoch"], list(state["history"]), state["wall_time"]
         in_progress = state.get("epoch_in_progress")
-        self.in_progress = None if in_progress is None else EpochInProgress.from_state(in_progress, self.device)
+        self.in_progress = None if in_progress is None else EpochInProgress.from_state(
+            in_progress, self.device, self.replicas.rank, self.replicas.world_size
+        )
+
+    def save(self, path: Path) -> None:
+        """Checkpoint the run (rank 0 writes for every rank)."""
+        if self.replicas.is_main:
+            save_checkpoint(path, self.state_dict())
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
@@ -244,10 +267,10 @@ class Trainer:
             self.load_state_dict(load_checkpoint(checkpoint, self.fingerprint()))
             log.info("resumed from %s at epoch %d/%d, step %d", checkpoint, self.epoch, self.epochs,
                      self.engine.step_count)
-        else:  # the starting weights, for lottery tickets that rewind to them
+        elif self.replicas.is_main:  # the starting weights, for lottery tickets that rewind to them
             save_checkpoint(self.output_dir / INITIAL_WEIGHTS_FILE, self.model.state_dict())
         tracker = Tracker(
-            self.cfg.logger.mode,
+            self.cfg.logger.mode if self.replicas.is_main else "disabled",
             self.cfg.logger.project,
             self.cfg.logger.entity,
             OmegaConf.to_container(self.cfg, resolve=True),
@@ -263,7 +286,8 @@ class Trainer:
             tracker.summarize({key: summary[key] for key in keys})
         finally:
             tracker.finish()
-        atomic_write_json(self.output_dir / SUMMARY_FILE, summary)
+        if self.replicas.is_main:
+            atomic_write_json(self.output_dir / SUMMARY_FILE, summary)
         return summary
 
     def train_epochs(self, tracker: Tracker, checkpoint: Path) -> None:
@@ -272,7 +296,11 @@ class Trainer:
         while self.epoch < self.epochs:
             metrics = self.train_epoch()
             if metrics is None:  # told to stop part-way through the epoch
-                save_checkpoint(checkpoint, self.state_dict())
+                if self.replicas.distributed:  # rank 0 saves every rank's sums so far
+                    epoch = self.in_progress
+                    epoch.loss_sum, epoch.correct = (self.replicas.gather(s) for s in (epoch.loss_sum, epoch.correct))
+                self.save(checkpoint)
+                self.replicas.barrier()  # no rank leaves before the checkpoint is written
                 self.stop.forward(f"in epoch {self.epoch + 1} after step {self.engine.step_count}")
             self.epoch += 1
             self.history.append(metrics)
@@ -284,7 +312,7 @@ class Trainer:
                 metrics["lr"], metrics["images_per_s"],
             )  # fmt: skip
             if self.epoch % int(self.cfg.checkpoint.every_epochs) == 0 or self.epoch == self.epochs:
-                save_checkpoint(checkpoint, self.state_dict())
+                self.save(checkpoint)
 
     def train_epoch(self) -> dict[str, Any] | None:
         """One pass over the training set in a fresh random order (or the rest of the epoch in progress); reads
@@ -312,26 +340,29 @@ class Trainer:
         )
         for indices in batches[epoch.batches_done:]:
             bar.update(indices.shape[0])
-            images, labels = train.images[indices], train.labels[indices]
-            images = augment_batch(images, self.data.augment, self.augment_generator)
-            inputs = self.prepare(images)
+            # Every rank augments the whole global batch with the shared generator, then keeps its part.
+            images = augment_batch(train.images[indices], self.data.augment, self.augment_generator)
+            share = self.replicas.part(indices.shape[0])
+            images, labels = images[share], train.labels[indices[share]]
             with self.autocast():
-                logits = self.model(inputs)
-                loss = self.criterion(logits, labels)
-            loss.backward()
-            self.engine.step()
+                logits = self.forward_model(self.prepare(images))
+                loss = self.batch_loss(logits, labels, indices.shape[0])
+            (loss * self.replicas.world_size if self.replicas.distributed else loss).backward()
+            if self.engine.step():
+                self.replicas.check_masks([layer.mask for layer in self.engine.layers], self.engine.step_count - 1)
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
             epoch.loss_sum += loss.detach().float()
             epoch.correct += (logits.argmax(1) == labels).sum()
             epoch.batches_done += 1
-            if self.stop.requested:
+            if self.replicas.agree_to_stop(self.stop.requested):
                 break
         bar.close()
         epoch.seconds += time.perf_counter() - start
         if epoch.batches_done < len(batches):
             return None
         self.in_progress = None
+        self.replicas.sum([epoch.loss_sum, epoch.correct])
         mean_loss = epoch.loss_sum.item() / self.steps_per_epoch
         self.wall_time += epoch.seconds
         if not math.isfinite(mean_loss):
@@ -353,6 +384,13 @@ class Trainer:
             "images_per_s": len(train) / epoch.seconds,
         }
 
+    def batch_loss(self, logits: torch.Tensor, labels: torch.Tensor, global_batch: int) -> torch.Tensor:
+        """The batch's mean loss; on several ranks, this rank's part of it (its summed loss over the global batch
+        size), whose gradients DistributedDataParallel averages: times the world size, they sum to the mean's."""
+        if not self.replicas.distributed:
+            return self.criterion(logits, labels)
+        return self.summed_criterion(logits, labels) / global_batch
+
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         inputs = normalise(images, self.data.mean, self.data.std)
         return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last else inputs
@@ -362,12 +400,14 @@ class Trainer:
         """Accuracy over the whole split from exact counts (never a mean of per-batch accuracies)."""
         self.model.eval()
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        for start in range(0, len(split), self.recipe.eval_batch_size):
-            stop = start + self.recipe.eval_batch_size
+        part = self.replicas.part(len(split))  # each rank counts its part; the counts are summed
+        for start in range(part.start, part.stop, self.recipe.eval_batch_size):
+            stop = min(start + self.recipe.eval_batch_size, part.stop)
             with self.autocast():
                 logits = self.model(self.prepare(split.images[start:stop]))
             correct += (logits.argmax(1) == split.labels[start:stop]).sum()
         self.model.train()
+        self.replicas.sum([correct])
         return correct.item() / len(split)
 
     def summary(self, test_acc: float) -> dict[str, Any]:
@@ -393,6 +433,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "wall_time_s": self.wall_time,
             "cpu_threads": self.threads,
+            "processes": self.replicas.world_size,
             "history": self.history,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -420,11 +461,23 @@ def run(cfg: DictConfig, output_dir: Path, wait_for_folder: bool = False) -> dic
     validate_run_options(cfg)
     finished = read_summary(output_dir)
     if finished is None:
-        trainer = Trainer(cfg, output_dir)  # validates everything before the folder is touched
-        with run_folder_lock(output_dir, wait=wait_for_folder):
-            finished = read_summary(output_dir)  # finished by the process that held the lock
-            if finished is None:
-                return trainer.fit()
+        replicas = Replicas.start(cfg.distributed, resolve_device(str(cfg.device)), int(cfg.train.batch_size))
+        try:
+            trainer = Trainer(cfg, output_dir, replicas)  # validates everything before the folder is touched
+            with ExitStack() as lock:
+                busy = None
+                if replicas.is_main:  # one lock per run, however many processes train it
+                    try:
+                        lock.enter_context(run_folder_lock(output_dir, wait=wait_for_folder))
+                    except RunFolderBusy as error:
+                        busy = error
+                if not replicas.agree(busy is None):
+                    raise busy or RunFolderBusy(f"{output_dir} is in use by another process (rank 0 could not lock it)")
+                finished = read_summary(output_dir)  # finished by the process that held the lock
+                if finished is None:
+                    return trainer.fit()
+        finally:
+            replicas.close()
     current = run_identity(OmegaConf.to_container(cfg, resolve=True))
     changed = sorted(key for key, value in run_identity(finished["config"]).items() if value != current[key])
     if changed:

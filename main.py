@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 import rigl_repro.config  # noqa: F401  (registers the resolvers conf/config.yaml uses)
 from rigl_repro.errors import ConfigError
 from rigl_repro.training import TrainingDiverged, run
+from rigl_repro.training.preemption import Stopped
 
 log = logging.getLogger("main")
 
@@ -55,6 +56,11 @@ def main(cfg: DictConfig) -> float | None:
             # A sweep goes on: Optuna records a failed trial; a grid runs its other jobs, then exits non-zero.
             raise
         sys.exit(3 if isinstance(error, TrainingDiverged) else 2)
+    except Stopped as stopped:  # told to stop, checkpointed, and the signal's own handler let the process go on
+        log.warning("%s", stopped)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        sys.exit(1)
 
 
 if __name__ == "__main__":

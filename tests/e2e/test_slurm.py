@@ -47,6 +47,34 @@ def test_a_smoke_sweep_runs_every_job_under_slurm(cluster, tmp_path):
     assert sorted(final_states(array, env)) == ["COMPLETED"] * 4
 
 
+def test_a_job_of_two_tasks_trains_one_run_on_two_processes(cluster, tmp_path):
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf"), "OMP_NUM_THREADS": "1"}
+    run = ["dataset=digits", "masking=rigl", "train.epochs=3", "masking.delta_t=8", "logger.mode=disabled"]
+    command = [
+        sys.executable, str(ROOT / "main.py"), "-m", *run, f"output_root={tmp_path / 'two'}",
+        "hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
+        "hydra.launcher.tasks_per_node=2", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
+        "hydra.launcher.timeout_min=5",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    single = [sys.executable, str(ROOT / "main.py"), *run, f"output_root={tmp_path / 'one'}"]
+    assert subprocess.run(single, cwd=tmp_path, env=env, capture_output=True, timeout=600).returncode == 0
+
+    (two,) = [json.loads(path.read_text()) for path in (tmp_path / "two").rglob("summary.json")]
+    (one,) = [json.loads(path.read_text()) for path in (tmp_path / "one").rglob("summary.json")]
+    assert two["processes"] == 2 and one["processes"] == 1
+    for ours, theirs in zip(one["history"], two["history"], strict=True):  # tolerances of test_distributed.py
+        assert abs(ours["train_loss"] - theirs["train_loss"]) < 1e-4
+        assert abs(ours["val_acc"] - theirs["val_acc"]) <= 1 / 250 + 1e-12
+    logs = sorted((tmp_path / "two" / ".submitit").rglob("*_log.out"))  # one per task: <job>_0, <job>_1
+    assert [log.name.split("_")[1] for log in logs] == ["0", "1"]
+    first, second = (log.read_text() for log in logs)
+    assert "rank 0 of 2 (gloo, cpu)" in first and "done: test accuracy" in first
+    assert "done: test accuracy" not in second  # rank 1 trains in silence: one log of the run
+    assert final_states({logs[0].name.split("_")[0]}, env) == ["COMPLETED"]
+
+
 def final_states(jobs, env, patience_s=60, every_attempt=False):
     """The accounting states of ``jobs``' tasks (``every_attempt``: of each run of a requeued job, in order)
     once none is still running: submitit hands back a result as soon as the job has written it, a moment

@@ -29,6 +29,7 @@ import inspect
 import logging
 import os
 import subprocess
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,6 +199,9 @@ class Replicas:
         # Named forward_sync_buffers from PyTorch 2.14 on (broadcast_buffers before, deprecated since).
         newer = "forward_sync_buffers" in inspect.signature(parallel).parameters
         no_sync = "forward_sync_buffers" if newer else "broadcast_buffers"
+        # A 1x1 convolution's gradient may come with other (equivalent) strides than its bucket's: DDP copies it
+        # in, and would say so in a multi-line warning at the first step.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         return parallel(model, device_ids=[device] if device.type == "cuda" else None, **{no_sync: False})
 
     # ------------------------------------------------------------------ data

@@ -143,6 +143,13 @@ def test_a_two_rank_run_stopped_on_one_rank_resumes_as_if_never_cut(tmp_path, ri
     assert checkpoint["engine"]["step"] == 28  # the stop agreed on one step after the signal
     assert checkpoint["epoch_in_progress"]["loss_sum"].shape == (2,)  # each rank's sum
 
+    alone = tmp_path / "alone"  # the same checkpoint, resumed by one process: rank 0 takes both ranks' sums
+    alone.mkdir()
+    (alone / "checkpoint.pt").write_bytes((tmp_path / "checkpoint.pt").read_bytes())
+    (single,) = run_ranks(alone, ["masking=rigl"], world_size=1)
+    for ours, theirs in zip(single["summary"]["history"], whole[0]["summary"]["history"], strict=True):
+        assert abs(ours["train_loss"] - theirs["train_loss"]) < 1e-4 and ours["step"] == theirs["step"]
+
     resumed = run_ranks(tmp_path, ["masking=rigl"])
     for rank in range(2):
         final, expected = resumed[rank]["summary"], whole[rank]["summary"]

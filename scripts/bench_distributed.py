@@ -8,8 +8,9 @@
 Each run is the trainer's own epoch loop (``rigl_repro/training/distributed.py``: DistributedDataParallel,
 global batch norm, the mask checksum after every update) on synthetic CIFAR-shaped data, timed over
 ``--epochs`` epochs after one warm-up epoch, at the recipe's global batch. On GPUs every process takes one GPU
-(NCCL); on a CPU the processes share its cores (gloo), each computing with its share of them, so the figures
-compare the same hardware used by one process or by N. Positional arguments are Hydra overrides, as for main.py.
+(NCCL); on a CPU the processes share its cores (gloo), each computing with its share of them (unless
+``threads=N`` is given), so the figures compare the same hardware used by one process or by N. Positional
+arguments are Hydra overrides, as for main.py.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def rank_worker(rank: int, world_size: int, port: int, overrides: list[str], epo
 
 def measure(world_size: int, overrides: list[str], epochs: int, scratch: Path) -> dict[str, Any]:
     on_cpu = not torch.cuda.is_available() or any(o.startswith("device=cpu") for o in overrides)
-    threads = [f"threads={max(1, usable_cores() // world_size)}"] if on_cpu else []
+    chosen = any(o.startswith("threads=") for o in overrides)  # else each process gets its share of the cores
+    threads = [f"threads={max(1, usable_cores() // world_size)}"] if on_cpu and not chosen else []
     arguments = (world_size, free_port(), [*overrides, *threads], epochs, scratch)
     if world_size == 1:
         rank_worker(0, *arguments)

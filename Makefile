@@ -3,7 +3,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo dynamics test test-slow bench bench-topology test-slurm gpu-wheels gpu-check gpu-rehearse \
+.PHONY: install demo dynamics test test-slow bench bench-distributed bench-topology test-slurm gpu-wheels gpu-check gpu-rehearse \
 	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist
 
 ## Install: keep an installed torch and torchvision that import together (a GPU machine's own), else install
@@ -56,6 +56,10 @@ test-slurm:
 ## "--concurrent 3" adds N RigL runs at once on the device against one after another).
 bench:
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
+
+## One RigL run trained by 1 and by N processes (BENCH_ARGS, e.g. "--processes 4 model=resnet50 dataset.num_classes=100").
+bench-distributed:
+	$(PYTHON) scripts/bench_distributed.py $(BENCH_ARGS)
 
 ## RigL topology update vs one training step of CIFAR ResNet-50 at batch 128.
 bench-topology:

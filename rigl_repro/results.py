@@ -32,6 +32,9 @@ def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
         identity["train"] = {k: v for k, v in identity["train"].items() if k not in EXECUTION_OPTIONS}
     if isinstance(identity["dataset"], Mapping):
         identity["dataset"] = {k: v for k, v in identity["dataset"].items() if k not in DATA_LOCATION_OPTIONS}
+    distributed = config.get("distributed")
+    if isinstance(distributed, Mapping) and distributed.get("sync_batchnorm") is False:
+        identity["batchnorm"] = "per_process"  # not the recipe's statistics (absent otherwise: older runs match)
     return identity
 
 

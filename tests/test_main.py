@@ -82,16 +82,17 @@ def test_a_run_with_wandb_disabled_never_imports_it(tmp_path):
     assert sorted(name for name in imported if name.split(".")[0] == "wandb") == []
 
 
-def test_torchrun_trains_one_run_with_two_processes_and_rank_0_writes_it(tmp_path):
+def test_torchrun_trains_each_seed_with_two_processes_and_rank_0_writes_it(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command = [*torchrun, str(ROOT / "main.py"), "dataset=digits", "train.epochs=2", "masking.delta_t=10",
-               f"output_root={tmp_path}/runs"]  # fmt: skip
+               "trial_seeds=[0,1]", f"output_root={tmp_path}/runs"]  # fmt: skip  (two runs, one process group)
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "runs" / "digits-small_cnn-rigl" / "dataset=digits,masking.delta_t=10,train.epochs=2"
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["processes"] == 2 and summary["epochs"] == 2 and len(summary["history"]) == 2
-    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # rank 0's W&B run only
+    (run_dir,) = (tmp_path / "runs" / "digits-small_cnn-rigl").iterdir()
+    for seed in (0, 1):
+        summary = json.loads((run_dir / f"seed={seed}" / "summary.json").read_text())
+        assert summary["processes"] == 2 and summary["config"]["seed"] == seed and len(summary["history"]) == 2
+        assert len(list((run_dir / f"seed={seed}" / "wandb").glob("offline-run-*"))) == 1  # rank 0's W&B run
     log = (run_dir / "main.log").read_text()
-    assert log.count("rank 0 of 2 (gloo, cpu)") == 1 and log.count("epoch 2/2") == 1  # one log of the run
+    assert log.count("rank 0 of 2 (gloo, cpu)") == 2 and log.count("epoch 2/2") == 2  # one log of the run
     assert "Traceback" not in result.stdout + result.stderr

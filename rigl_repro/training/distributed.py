@@ -16,21 +16,26 @@ What keeps the replicas one run:
   gradient of the global mean whatever the split of an epoch's last, smaller batch;
 - batch norm normalises with statistics over the global batch (``distributed.sync_batchnorm``): PyTorch's
   ``SyncBatchNorm`` on GPUs, and on CPUs, which it does not support, :class:`GlobalBatchNorm` here;
+- dropout draws from a global random stream of each rank's own (rank 0's is the single process's), and the
+  checkpoint keeps every rank's stream;
 - a stop signal is agreed on: each rank's flag is reduced over a gloo group, one step late and without waiting
   on the device, so that every rank stops after the same step.
 
 Rank 0 alone writes the run folder (checkpoints, ``summary.json``, W&B); every rank resumes from its checkpoint.
+A rank that fails leaves the process group, so that the others' next collective fails at once, in one line.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import inspect
 import logging
 import os
 import subprocess
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,9 +136,10 @@ class Replicas:
 
     # ------------------------------------------------------------------ set-up
     @classmethod
-    def start(cls, options: Mapping[str, Any], device: torch.device, batch_size: int) -> Replicas:
+    def start(cls, options: Mapping[str, Any], requested: torch.device, batch_size: int) -> Replicas:
         """Join the run's process group when a launcher started several processes (one-line errors for a
-        set-up that cannot work), or return a world of one."""
+        set-up that cannot work), or return a world of one. The process group outlives the run, for the
+        process's next one (``trial_seeds`` train one after another); each run has its own flag group."""
         validate_distributed_options(options)
         launch = launch_from_environment(os.environ)
         replicas = cls(launch, sync_batchnorm=bool(options["sync_batchnorm"]))
@@ -145,6 +151,7 @@ class Replicas:
                 f"train.batch_size={batch_size} cannot be shared by {launch.world_size} processes; the global "
                 f"batch must be a multiple of the world size, e.g. train.batch_size={nearest}"
             )
+        device = replicas.device(requested)
         backend = training_backend(str(options["backend"]), device)
         if not dist.is_initialized():
             os.environ.setdefault("MASTER_ADDR", launch.master_addr)
@@ -156,6 +163,7 @@ class Replicas:
                 timeout=datetime.timedelta(seconds=int(options["timeout_s"])),
                 device_id=device if device.type == "cuda" else None,
             )  # fmt: skip
+            atexit.register(leave_process_group)
         replicas.flag_group = dist.new_group(backend="gloo")  # host-side flags, apart from the training's collectives
         if not replicas.is_main:  # one log of the run: the other ranks only say what goes wrong
             logging.getLogger().setLevel(logging.WARNING)
@@ -173,10 +181,36 @@ class Replicas:
             )
         return torch.device("cuda", self.launch.local_rank % max(torch.cuda.device_count(), 1))
 
-    def close(self) -> None:
-        if self.distributed and dist.is_initialized():
-            self.wait_for_stop_flags()
-            dist.destroy_process_group()
+    def close(self, failed: bool = False) -> None:
+        """End this run's part in the group. A run that failed here leaves the process group at once, so that
+        the other ranks' next collective fails now (with one line, ``peer_failure``), not at the timeout."""
+        if not self.distributed or not dist.is_initialized():
+            return
+        if failed:
+            leave_process_group()
+            return
+        self.wait_for_stop_flags()
+        dist.destroy_process_group(self.flag_group)
+
+    def seed_own_stream(self, seed: int) -> None:
+        """Give every rank but 0 a global random stream of its own (dropout), once the shared initialisation
+        is drawn: rank 0 keeps the single process's stream, and no two ranks drop the same units."""
+        if self.rank > 0:
+            torch.manual_seed(seed + self.rank * 2**32)
+
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block before the other ranks do (a first download of the data into shared files)."""
+        if self.distributed and not self.is_main:
+            self.barrier()
+        yield
+        if self.distributed and self.is_main:
+            self.barrier()
+
+    def require_same(self, value: int, problem: str) -> None:
+        """Stop every rank with ``problem`` as one line unless ``value`` is the same on every rank."""
+        if self.distributed and len(set(self.gather_objects(value))) > 1:
+            raise ConfigError(problem)
 
     # ------------------------------------------------------------------ the model
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -222,6 +256,25 @@ class Replicas:
             for tensor in tensors:
                 dist.all_reduce(tensor)
 
+    def gather_objects(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (picklable; tensors on the CPU), in rank order, over the flag group."""
+        if not self.distributed:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value, group=self.flag_group)
+        return values
+
+    def share_batchnorm_statistics(self, model: nn.Module) -> None:
+        """With each rank normalising its own part (``sync_batchnorm: false``), give every rank rank 0's running
+        statistics, as DistributedDataParallel's buffer broadcast would: evaluation and checkpoints then use
+        one network. With global statistics they are equal already."""
+        if not self.distributed or self.sync_batchnorm:
+            return
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+                for buffer in (module.running_mean, module.running_var, module.num_batches_tracked):
+                    dist.broadcast(buffer, 0)
+
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """Every rank's ``tensor``, stacked in rank order."""
         parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
@@ -252,13 +305,13 @@ class Replicas:
         if self.distributed:
             dist.barrier(group=self.flag_group)
 
-    def agree(self, ok: bool) -> bool:
-        """Whether every rank is ``ok`` (a host-side vote; rank 0's lock on the run folder, for instance)."""
+    def highest(self, value: int) -> int:
+        """The largest of the ranks' ``value`` (a host-side vote: rank 0's outcome, for instance)."""
         if not self.distributed:
-            return ok
-        vote = torch.tensor([int(ok)], dtype=torch.int32)
-        dist.all_reduce(vote, op=dist.ReduceOp.MIN, group=self.flag_group)
-        return bool(vote[0])
+            return value
+        vote = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=self.flag_group)
+        return int(vote[0])
 
     def check_masks(self, masks: Sequence[torch.Tensor], step: int) -> None:
         """Stop every rank with one line if the ranks' masks differ after the topology update at ``step``."""
@@ -276,7 +329,23 @@ class Replicas:
 
 
 class ReplicasDiverged(TrainingDiverged):
-    """The ranks of one run no longer hold the same masks."""
+    """The ranks of one run no longer hold the same masks, or one of them stopped."""
+
+
+def leave_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def peer_failure(error: BaseException) -> ReplicasDiverged | None:
+    """A one-line error for a collective that failed because another rank stopped (it says why in its own
+    log), or None for any other error. Gloo reports a lost peer as a RuntimeError naming the connection."""
+    text = str(error)
+    lost = ("closed by peer", "reset by peer", "Broken pipe", "timed out", "Timed out", "Socket Timeout")
+    if not isinstance(error, dist.DistError) and not any(words in text for words in lost):
+        return None
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return ReplicasDiverged(f"another process of this run stopped ({first[:160]}); its log says why")
 
 
 def training_backend(name: str, device: torch.device) -> str:
@@ -317,12 +386,11 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(input)
-        if self.momentum is None:  # a cumulative average, as BatchNorm keeps it
+        momentum = 0.0
+        if self.track_running_stats:
             self.num_batches_tracked += 1
-            momentum = 1.0 / float(self.num_batches_tracked)
-        else:
-            self.num_batches_tracked += 1
-            momentum = self.momentum
+            # momentum None: a cumulative average, as BatchNorm keeps it
+            momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         return GlobalBatchNormFunction.apply(
             input, self.weight, self.bias, self.running_mean, self.running_var, self.eps, momentum
         )

@@ -12,8 +12,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -40,7 +40,7 @@ from rigl_repro.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from rigl_repro.training.distributed import Replicas, validate_distributed_options
+from rigl_repro.training.distributed import Replicas, peer_failure, validate_distributed_options
 from rigl_repro.training.preemption import StopRequest
 from rigl_repro.training.recipe import Recipe, enabled, learning_rate_factor
 from rigl_repro.training.run_folder import RunFolderBusy, run_folder_lock
@@ -150,7 +150,8 @@ class Trainer:
         select_kernels(deterministic, on_cuda)
         self.threads = apply_thread_policy(cfg.threads)
         torch.manual_seed(int(cfg.seed))
-        self.data = load_splits(OmegaConf.to_container(cfg.dataset, resolve=True), self.device)
+        with self.replicas.main_first():  # one download into shared files, then every rank reads them
+            self.data = load_splits(OmegaConf.to_container(cfg.dataset, resolve=True), self.device)
         num_classes = int(cfg.dataset.num_classes)
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
         self.width = self.method.width_multiplier(
@@ -192,7 +193,10 @@ class Trainer:
             ),
         )
         self.engine = SparseEngine(self.model, self.optimizer, self.method, self.schedule_steps, seed=int(cfg.seed))
-        if enabled(self.recipe.compile, on_cuda):
+        self.replicas.seed_own_stream(int(cfg.seed))
+        # Not by default under SyncBatchNorm, whose collectives torch.compile has not been seen to handle here.
+        global_norm = self.replicas.distributed and self.replicas.sync_batchnorm
+        if enabled(self.recipe.compile, on_cuda and not global_norm):
             # In place, so parameter and mask names (and checkpoints) are unchanged. Static shapes: the full
             # batches keep their specialised kernels, and an epoch's last, smaller batch gets its own.
             self.model.compile(dynamic=False)
@@ -249,6 +253,11 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.order_generator.set_state(state["rng"]["order"])
         self.augment_generator.set_state(state["rng"]["augment"])
+        own = state["rng"].get("ranks", [])  # every rank's global stream, saved by several processes
+        if len(own) == self.replicas.world_size:
+            self.restore_own_stream(own[self.replicas.rank])
+        else:  # saved by another number of processes: a fresh stream of this rank's own
+            self.replicas.seed_own_stream(int(self.cfg.seed) + self.engine.step_count)
         self.epoch, self.history, self.wall_time = state["epoch"], list(state["history"]), state["wall_time"]
         in_progress = state.get("epoch_in_progress")
         self.in_progress = None if in_progress is None else EpochInProgress.from_state(
@@ -256,9 +265,24 @@ class Trainer:
         )
 
     def save(self, path: Path) -> None:
-        """Checkpoint the run (rank 0 writes for every rank)."""
+        """Checkpoint the run: every rank takes part, rank 0 writes."""
+        self.replicas.share_batchnorm_statistics(self.model)
+        streams = self.replicas.gather_objects(self.own_stream()) if self.replicas.distributed else []
         if self.replicas.is_main:
-            save_checkpoint(path, self.state_dict())
+            state = self.state_dict()
+            if streams:
+                state["rng"]["ranks"] = streams
+            save_checkpoint(path, state)
+
+    def own_stream(self) -> dict[str, Any]:
+        """This process's global random state (dropout), on the CPU and on its GPU."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+    def restore_own_stream(self, stream: Mapping[str, Any]) -> None:
+        torch.set_rng_state(stream["torch"])
+        if stream["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(stream["cuda"], self.device)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
@@ -269,6 +293,8 @@ class Trainer:
                      self.engine.step_count)
         elif self.replicas.is_main:  # the starting weights, for lottery tickets that rewind to them
             save_checkpoint(self.output_dir / INITIAL_WEIGHTS_FILE, self.model.state_dict())
+        self.replicas.require_same(self.engine.step_count, f"the processes of this run found different checkpoints "
+                                   f"in {self.output_dir}; put output_root on a file system every node shares")
         tracker = Tracker(
             self.cfg.logger.mode if self.replicas.is_main else "disabled",
             self.cfg.logger.project,
@@ -334,7 +360,7 @@ class Trainer:
             initial=epoch.batches_done * self.recipe.batch_size,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
             unit="img",
-            disable=None,  # no bar when the output is not a terminal (logs, CI)
+            disable=None if self.replicas.is_main else True,  # none off a terminal (logs, CI), one per run
             leave=False,
             postfix={"step": self.engine.step_count, "last loss": f"{previous:.4f}"},
         )
@@ -398,6 +424,7 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, split: Split) -> float:
         """Accuracy over the whole split from exact counts (never a mean of per-batch accuracies)."""
+        self.replicas.share_batchnorm_statistics(self.model)
         self.model.eval()
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         part = self.replicas.part(len(split))  # each rank counts its part; the counts are summed
@@ -457,29 +484,35 @@ class Trainer:
 def run(cfg: DictConfig, output_dir: Path, wait_for_folder: bool = False) -> dict[str, Any]:
     """Train the configured run in ``output_dir``, or return its summary if it has already finished there.
     If another process trains in the folder, refuse, or with ``wait_for_folder`` (sweeps) wait for it and
-    reuse its result."""
+    reuse its result. Under a launcher of several processes, this process trains its share of the run."""
     validate_run_options(cfg)
+    replicas = Replicas.start(cfg.distributed, resolve_device(str(cfg.device)), int(cfg.train.batch_size))
+    failed = True
+    try:
+        summary = train_or_reuse(cfg, Path(output_dir), replicas, wait_for_folder)
+        failed = False
+        return summary
+    except RuntimeError as error:
+        lost = peer_failure(error) if replicas.distributed and not isinstance(error, TrainingDiverged) else None
+        if lost is None:
+            raise
+        raise lost from None
+    finally:
+        replicas.close(failed)
+
+
+def train_or_reuse(cfg: DictConfig, output_dir: Path, replicas: Replicas, wait_for_folder: bool) -> dict[str, Any]:
     finished = read_summary(output_dir)
+    replicas.require_same(finished is None, f"the processes of this run see different files in {output_dir}; "
+                          "put output_root on a file system every node shares")  # fmt: skip
     if finished is None:
-        replicas = Replicas.start(cfg.distributed, resolve_device(str(cfg.device)), int(cfg.train.batch_size))
-        try:
-            trainer = Trainer(cfg, output_dir, replicas)  # validates everything before the folder is touched
-            with ExitStack() as lock:
-                busy = None
-                if replicas.is_main:  # one lock per run, however many processes train it
-                    try:
-                        lock.enter_context(run_folder_lock(output_dir, wait=wait_for_folder))
-                    except RunFolderBusy as error:
-                        busy = error
-                if not replicas.agree(busy is None):
-                    raise busy or RunFolderBusy(f"{output_dir} is in use by another process (rank 0 could not lock it)")
-                finished = read_summary(output_dir)  # finished by the process that held the lock
-                if finished is None:
-                    return trainer.fit()
-        finally:
-            replicas.close()
-    current = run_identity(OmegaConf.to_container(cfg, resolve=True))
-    changed = sorted(key for key, value in run_identity(finished["config"]).items() if value != current[key])
+        trainer = Trainer(cfg, output_dir, replicas)  # validates everything before the folder is touched
+        with folder_lock(output_dir, replicas, wait_for_folder):
+            finished = read_summary(output_dir)  # finished by the process that held the lock
+            if finished is None:
+                return trainer.fit()
+    current, saved = run_identity(OmegaConf.to_container(cfg, resolve=True)), run_identity(finished["config"])
+    changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
     if changed:
         raise CheckpointError(
             f"{output_dir} holds a finished run of a different configuration (differs in: {', '.join(changed)}); "
@@ -487,3 +520,33 @@ def run(cfg: DictConfig, output_dir: Path, wait_for_folder: bool = False) -> dic
         )
     log.info("%s already holds this finished run; reusing its summary (delete the folder to train again)", output_dir)
     return finished
+
+
+@contextmanager
+def folder_lock(output_dir: Path, replicas: Replicas, wait: bool) -> Iterator[None]:
+    """The run folder's lock, held by rank 0 for every rank of the run. Several ranks wait for a busy folder
+    by asking again every few seconds, so that none of them blocks beyond the collectives' timeout."""
+    if not replicas.distributed:
+        with run_folder_lock(output_dir, wait=wait):
+            yield
+        return
+    locked, busy, failed = 0, 1, 2
+    with ExitStack() as stack:
+        while True:
+            outcome, problem = locked, None
+            if replicas.is_main:
+                try:
+                    stack.enter_context(run_folder_lock(output_dir, wait=False))
+                except RunFolderBusy as error:
+                    outcome, problem = busy, error
+                except Exception as error:  # told to the other ranks, then raised here
+                    outcome, problem = failed, error
+            decided = replicas.highest(outcome)
+            if decided == locked:
+                break
+            if decided == busy and wait:
+                log.info("%s is in use by another process; waiting for it to end", output_dir)
+                time.sleep(5)
+                continue
+            raise problem or RunFolderBusy(f"{output_dir} could not be locked by this run's rank 0 (see its log)")
+        yield

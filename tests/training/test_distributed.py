@@ -128,11 +128,14 @@ def test_two_ranks_train_the_single_process_run_with_identical_masks(rigl_runs):
     assert two[1]["summary"]["test_acc"] == parallel["test_acc"]  # the summed counts, on every rank
 
 
-@pytest.mark.parametrize("method", ["set", "snfs"])
-def test_set_and_snfs_keep_identical_masks_on_two_ranks(tmp_path, method):
-    records = run_ranks(tmp_path, [f"masking={method}", "train.epochs=2"])
+@pytest.mark.parametrize("overrides", [["masking=set"], ["masking=snfs"], ["distributed.sync_batchnorm=false"]])
+def test_set_snfs_and_per_process_batch_norm_keep_one_network_on_two_ranks(tmp_path, overrides):
+    records = run_ranks(tmp_path, [*overrides, "train.epochs=2"])
     assert_same_masks_on_every_rank(records, updates=3)  # at steps 8, 16 and 24 of 40
     assert records[0]["summary"]["val_acc"] == records[1]["summary"]["val_acc"]
+    # Batch-norm statistics too: each rank's own part normalised alone, rank 0's running statistics shared
+    # before evaluation and checkpoints, as DistributedDataParallel's buffer broadcast would.
+    assert all(torch.equal(records[0]["state"][k], records[1]["state"][k]) for k in records[0]["state"])
 
 
 def test_a_two_rank_run_stopped_on_one_rank_resumes_as_if_never_cut(tmp_path, rigl_runs):
@@ -223,3 +226,29 @@ def test_a_set_up_that_cannot_train_is_refused_in_one_line(tmp_path, environment
     output = result.stdout + result.stderr
     assert result.returncode == 2 and message in output and "Traceback" not in output
     assert not list(tmp_path.rglob("checkpoint.pt"))
+
+
+def failing_rank(rank: int, world_size: int, port: int, run_dir: Path) -> None:
+    """Rank 0 cannot write the run folder; what each rank raised goes to ``run_dir/error<N>.txt``."""
+    import rigl_repro.training.trainer as trainer_module
+    from rigl_repro.training import run
+
+    join(rank, world_size, port)
+
+    def full_disk(*_):
+        raise OSError("No space left on device")
+
+    if rank == 0:
+        trainer_module.save_checkpoint = full_disk
+    try:
+        run(compose_config(*RUN, "masking=rigl"), run_dir)
+    except Exception as error:  # noqa: BLE001
+        (run_dir / f"error{rank}.txt").write_text(f"{type(error).__name__}: {error}")
+
+
+def test_a_rank_that_fails_stops_the_others_at_once_in_one_line(tmp_path):
+    mp.start_processes(failing_rank, args=(2, free_port(), tmp_path), nprocs=2, start_method="spawn")
+    assert (tmp_path / "error0.txt").read_text() == "OSError: No space left on device"
+    told = (tmp_path / "error1.txt").read_text()
+    assert told.startswith("ReplicasDiverged: another process of this run stopped (")
+    assert told.endswith("its log says why") and "\n" not in told

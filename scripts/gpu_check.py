@@ -53,10 +53,10 @@ GRACE_S = 15.0  # between the interrupt at a part's limit and the kill
 MIN_PART_S = 10.0  # a part is skipped when less of the budget is left
 # Each part's share of the budget on the GPU, in seconds (guesses for an H200: most of each benchmark is compiling
 # its model, once cold and twice from Inductor's cache), and its limit on the CPU (no budget: only against hangs).
-GPU_SHARES_S = {"install": 15, "environment": 20, "main": 30, "tests": 130, "bench_wrn22_2": 80,
-                "bench_resnet50": 110, "topology": 25, "concurrent": 60}  # fmt: skip
-CPU_LIMITS_S = {"install": 120, "environment": 120, "main": 300, "tests": 900, "bench_wrn22_2": 600,
-                "bench_resnet50": 900, "topology": 600, "concurrent": 600}  # fmt: skip
+GPU_SHARES_S = {"install": 15, "environment": 20, "main": 30, "distributed": 30, "tests": 115, "bench_wrn22_2": 80,
+                "bench_resnet50": 95, "topology": 25, "concurrent": 60}  # fmt: skip
+CPU_LIMITS_S = {"install": 120, "environment": 120, "main": 300, "distributed": 300, "tests": 900,
+                "bench_wrn22_2": 600, "bench_resnet50": 900, "topology": 600, "concurrent": 600}  # fmt: skip
 TARGETS = {  # issue 14, item 3 (one H200)
     "wrn22_2_rigl_images_per_second": (">=", 40_000.0),
     "resnet50_rigl_images_per_second": (">=", 8_000.0),
@@ -311,6 +311,11 @@ def plan(cpu: bool, wheels: Path, site: Path, scratch: Path, results_dir: Path) 
     def tests(part: Part, results: dict[str, Any]) -> None:
         results["tests"] = junit_summary(junit)
 
+    def distributed(part: Part, results: dict[str, Any]) -> None:
+        summaries = [read_json(path) for path in sorted((scratch / "ddp").rglob("summary.json"))]
+        results["distributed"] = [{key: summary.get(key) for key in ("processes", "val_acc", "test_acc", "density")}
+                                  for summary in summaries]  # fmt: skip
+
     wheel_files = sorted(str(path) for path in wheels.glob("*.whl"))
     # One test that hangs fails alone (pytest-timeout, there on the GPU machine) instead of taking the part's time.
     per_test_limit = [f"--timeout={600 if cpu else 120}"] if importlib.util.find_spec("pytest_timeout") else []
@@ -323,6 +328,12 @@ def plan(cpu: bool, wheels: Path, site: Path, scratch: Path, results_dir: Path) 
         Part("main", [python, "-X", "importtime", "main.py", "dataset=digits", "train.epochs=1", "train.compile=off",
                       "logger.mode=disabled", f"output_root={scratch / 'runs'}", *device], share["main"],
              collect=wandb_check, unlogged="import time:"),
+        # One run on two processes (issue 15). NCCL gives each process a GPU of its own; on a one-GPU machine the
+        # two share it through gloo, which still runs the GPU path: SyncBatchNorm, DDP, the CUDA mask checksum.
+        Part("distributed", [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "main.py",
+                             "dataset=digits", "train.epochs=2", "masking.delta_t=10", "distributed.backend=gloo",
+                             "logger.mode=disabled", f"output_root={scratch / 'ddp'}", *device], share["distributed"],
+             collect=distributed),
         Part("tests", [python, "-m", "pytest", "-m", "cuda", "-v", "-rs", "-p", "no:cacheprovider", "--durations=10",
                        *per_test_limit, f"--junitxml={junit}", "tests"], share["tests"], env=test_env, collect=tests),
         Part("bench_wrn22_2", bench("bench_wrn22_2", [*device, *wrn, *epochs]), share["bench_wrn22_2"],

@@ -64,7 +64,8 @@ def test_the_gpu_parts_fit_the_budget_and_the_cpu_parts_keep_their_options(gpu_c
     gpu = gpu_check.plan(False, ROOT / ".whl", tmp_path / "site", tmp_path, tmp_path)
     cpu = gpu_check.plan(True, ROOT / ".whl", tmp_path / "site", tmp_path, tmp_path)
     assert [part.name for part in gpu] == [part.name for part in cpu] == [
-        "install", "environment", "main", "tests", "bench_wrn22_2", "bench_resnet50", "topology", "concurrent"]
+        "install", "environment", "main", "distributed", "tests", "bench_wrn22_2", "bench_resnet50", "topology",
+        "concurrent"]
     assert sum(part.share_s for part in gpu) <= gpu_check.BUDGET_S <= 8 * 60
     by_name = {part.name: part for part in gpu}
     assert "model=resnet50" in by_name["bench_resnet50"].command and "--concurrent" in by_name["concurrent"].command

@@ -161,7 +161,7 @@ class Replicas:
             dist.init_process_group(
                 backend, rank=launch.rank, world_size=launch.world_size,
                 timeout=datetime.timedelta(seconds=int(options["timeout_s"])),
-                device_id=device if device.type == "cuda" else None,
+                device_id=device if backend == "nccl" else None,  # NCCL's eager set-up on this rank's GPU
             )  # fmt: skip
             atexit.register(leave_process_group)
         replicas.flag_group = dist.new_group(backend="gloo")  # host-side flags, apart from the training's collectives

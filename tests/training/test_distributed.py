@@ -252,3 +252,28 @@ def test_a_rank_that_fails_stops_the_others_at_once_in_one_line(tmp_path):
     told = (tmp_path / "error1.txt").read_text()
     assert told.startswith("ReplicasDiverged: another process of this run stopped (")
     assert told.endswith("its log says why") and "\n" not in told
+
+
+def test_every_rank_but_0_draws_dropout_from_a_stream_of_its_own():
+    def draws(rank: int) -> torch.Tensor:
+        torch.manual_seed(7)
+        Replicas(Launch(rank, 4)).seed_own_stream(7)
+        return torch.rand(8)
+
+    single = torch.Generator().manual_seed(7)
+    assert torch.equal(draws(0), torch.rand(8, generator=single))  # rank 0 keeps the single process's stream
+    streams = [draws(rank) for rank in range(4)]
+    assert all(not torch.equal(streams[a], streams[b]) for a in range(4) for b in range(a))
+
+
+def test_per_process_batch_norm_is_a_run_of_its_own():
+    from omegaconf import OmegaConf
+
+    from rigl_repro.results import run_identity
+
+    def identity(*overrides):
+        return run_identity(OmegaConf.to_container(compose_config(*overrides), resolve=True))
+
+    assert identity() == identity("distributed.backend=gloo", "distributed.timeout_s=60")  # how, not what
+    assert identity("distributed.sync_batchnorm=false") != identity()
+    assert "batchnorm" not in identity()  # runs from before data-parallel training keep their identity

@@ -195,8 +195,8 @@ class Replicas:
     def seed_own_stream(self, seed: int) -> None:
         """Give every rank but 0 a global random stream of its own (dropout), once the shared initialisation
         is drawn: rank 0 keeps the single process's stream, and no two ranks drop the same units."""
-        if self.rank > 0:
-            torch.manual_seed(seed + self.rank * 2**32)
+        if self.rank > 0:  # the CPU generator keeps 32 bits of a seed; an odd multiplier keeps the ranks apart
+            torch.manual_seed((seed + self.rank * 0x9E3779B1) % 2**32)
 
     @contextmanager
     def main_first(self) -> Iterator[None]:

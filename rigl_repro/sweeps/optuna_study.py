@@ -22,6 +22,7 @@ step=s)`` the integers a, a + s, ..., b (both ends included, as hydra-optuna-swe
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import warnings
@@ -42,6 +43,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
 from rigl_repro.sweeps.grid import RUN_FAILURES, exit_after_failures
+from rigl_repro.training.distributed import launch_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +210,12 @@ class OptunaStudySweeperBase(Sweeper):
         require_int("hydra.sweeper.sampler.n_startup_trials", self.n_startup_trials, 0)
         require_int("hydra.sweeper.heartbeat_interval", self.heartbeat_interval, 1)
         require_int("hydra.sweeper.grace_period", self.grace_period, self.heartbeat_interval + 1)
+        processes = launch_from_environment(os.environ).world_size
+        if processes > 1:  # every process would ask the study for trials of its own
+            raise ConfigError(
+                f"an Optuna sweep cannot be started by {processes} processes (torchrun); start it once, and give "
+                "each trial several processes through its launcher (hydra.launcher.tasks_per_node=N on SLURM)"
+            )
 
     def open_storage(self) -> HeartbeatStorage:
         if self.storage_url.startswith("sqlite:///"):

@@ -2,6 +2,7 @@
 stored studies, per-trial seeds, crashed trials, a killed sweep resumed."""
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -226,10 +227,13 @@ def test_a_trial_killed_right_after_ask_goes_stale_and_is_queued_again(tmp_path)
     [("hydra.sweeper.n_jobs=0", "hydra.sweeper.n_jobs=0 is invalid"),
      ("hydra.sweeper.grace_period=1", "hydra.sweeper.grace_period=1 is invalid; expected an integer >= 2"),
      ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up' is not known"),
-     ("hydra.sweeper.max_failure_rate=2", "hydra.sweeper.max_failure_rate=2 is out of range")],
+     ("hydra.sweeper.max_failure_rate=2", "hydra.sweeper.max_failure_rate=2 is out of range"),
+     ("torchrun", "an Optuna sweep cannot be started by 2 processes (torchrun)")],
 )  # fmt: skip
 def test_a_bad_sweeper_option_is_one_line_before_any_trial(tmp_path, option, message):
-    result = subprocess.run(sweep_command(tmp_path, option), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    environment = {**os.environ, "RANK": "0", "WORLD_SIZE": "2"} if option == "torchrun" else None
+    result = subprocess.run(sweep_command(tmp_path, *([] if option == "torchrun" else [option])), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, env=environment)  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 2 and message in output and "Traceback" not in output
     assert not (tmp_path / "optuna.db").exists()

@@ -239,14 +239,9 @@ class Replicas:
         return parallel(model, device_ids=[device] if device.type == "cuda" else None, **{no_sync: False})
 
     # ------------------------------------------------------------------ data
-    def share(self, batch: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous part of a global batch (parts differ in size by at most one)."""
-        if not self.distributed:
-            return batch
-        return batch.tensor_split(self.world_size)[self.rank]
-
     def part(self, size: int) -> slice:
-        """This rank's contiguous range of ``size`` items (evaluation sets)."""
+        """This rank's contiguous range of ``size`` items (a global batch, an evaluation set): parts differ in
+        size by at most one; a world of one takes them all."""
         start = size * self.rank // self.world_size
         return slice(start, size * (self.rank + 1) // self.world_size)
 
@@ -313,18 +308,20 @@ class Replicas:
         dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=self.flag_group)
         return int(vote[0])
 
-    def check_masks(self, masks: Sequence[torch.Tensor], step: int) -> None:
-        """Stop every rank with one line if the ranks' masks differ after the topology update at ``step``."""
+    def check_masks(self, masks: Mapping[str, torch.Tensor], step: int) -> None:
+        """Stop every rank with one line if the ranks' masks (by layer name) differ after the topology update
+        at ``step``."""
         if not self.distributed or not masks:
             return
-        table = self.gather(mask_checksum(masks)).cpu()
+        table = self.gather(mask_checksum(list(masks.values()))).cpu()
         differing = (table != table[0]).any(0).nonzero().flatten().tolist()
         if differing:
-            layers = sorted({index // 3 for index in differing})
+            names = list(masks)
+            layers = ", ".join(sorted({names[index // 3] for index in differing}))
             raise ReplicasDiverged(
-                f"after the topology update at step {step + 1} the ranks hold different masks (in masked layer(s) "
-                f"{layers}); they would train different networks, so the run stops. Check that every rank runs "
-                "the same code, config and library versions"
+                f"after the topology update at step {step + 1} the ranks hold different masks (in {layers}); they "
+                "would train different networks, so the run stops. Check that every rank runs the same code, "
+                "config and library versions"
             )
 
 

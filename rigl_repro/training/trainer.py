@@ -375,7 +375,8 @@ class Trainer:
                 loss = self.batch_loss(logits, labels, indices.shape[0])
             (loss * self.replicas.world_size if self.replicas.distributed else loss).backward()
             if self.engine.step():
-                self.replicas.check_masks([layer.mask for layer in self.engine.layers], self.engine.step_count - 1)
+                self.replicas.check_masks({layer.name: layer.mask for layer in self.engine.layers},
+                                          self.engine.step_count - 1)  # fmt: skip
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
             epoch.loss_sum += loss.detach().float()

@@ -24,6 +24,7 @@ from rigl_repro.training.distributed import (
     GlobalBatchNorm,
     Launch,
     Replicas,
+    ReplicasDiverged,
     launch_from_environment,
     slurm_master,
 )
@@ -277,3 +278,23 @@ def test_per_process_batch_norm_is_a_run_of_its_own():
     assert identity() == identity("distributed.backend=gloo", "distributed.timeout_s=60")  # how, not what
     assert identity("distributed.sync_batchnorm=false") != identity()
     assert "batchnorm" not in identity()  # runs from before data-parallel training keep their identity
+
+
+def diverged_rank(rank: int, world_size: int, port: int, result_dir: Path) -> None:
+    join(rank, world_size, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    replicas = Replicas(Launch(rank, world_size), flag_group=dist.group.WORLD)
+    same, differs = torch.ones(3, 3, dtype=torch.bool), torch.eye(3, dtype=torch.bool)
+    differs[0, 1] = rank == 1  # one active weight more on rank 1
+    try:
+        replicas.check_masks({"conv.weight": same, "fc.weight": differs}, step=23)
+    except ReplicasDiverged as error:
+        (result_dir / f"rank{rank}.txt").write_text(str(error))
+    dist.destroy_process_group()
+
+
+def test_masks_that_differ_between_ranks_stop_every_rank_naming_the_layer(tmp_path):
+    mp.start_processes(diverged_rank, args=(2, free_port(), tmp_path), nprocs=2, start_method="spawn")
+    messages = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(2)]
+    assert messages[0] == messages[1]  # every rank stops, with the same line
+    assert messages[0].startswith("after the topology update at step 24 the ranks hold different masks (in fc.weight)")

@@ -17,9 +17,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import rigl_repro.config  # noqa: F401  (registers the resolvers conf/config.yaml uses)
-from rigl_repro.errors import ConfigError
-from rigl_repro.training import TrainingDiverged, run
+from rigl_repro.errors import ConfigError, TrainingDiverged
 from rigl_repro.training.preemption import Stopped
+from rigl_repro.training.session import run
 
 log = logging.getLogger("main")
 

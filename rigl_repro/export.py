@@ -52,13 +52,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from rigl_repro.data import Split, load_splits, normalise
+from rigl_repro.data import load_splits
 from rigl_repro.errors import ConfigError
-from rigl_repro.models import build_model
-from rigl_repro.results import SUMMARY_FILE, OutputError, atomic_file, load_summary, run_identity
+from rigl_repro.models import meta_model
+from rigl_repro.results import SUMMARY_FILE, OutputError, atomic_file, load_summary
+from rigl_repro.run.build import Precision, count_correct
+from rigl_repro.run.identity import identity_changes
+from rigl_repro.run.recipe import enabled
 from rigl_repro.sparsity.masks import MASK_BUFFER, attach_masks
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE
-from rigl_repro.training.recipe import enabled
 
 EXPORT_FILE = "model.safetensors"
 FORMAT = "rigl-repro-sparse"
@@ -189,12 +191,12 @@ def write_export(state: Mapping[str, torch.Tensor], path: Path, metadata: Mappin
 
 
 def build_export_model(config: Mapping[str, Any], width: float, masked: bool) -> nn.Module:
-    """The run's model as the trainer builds it (``build_model`` at ``width``, masks attached when the run
-    had them), on the meta device: no memory and no random initialisation until a state is assigned."""
-    with torch.device("meta"):
-        model = build_model(config["model"], int(config["dataset"]["num_classes"]), width)
-        if masked:
-            attach_masks(model)
+    """The run's model as the trainer builds it (at ``width``, masks attached when the run had them), on the
+    meta device (``rigl_repro.models.meta_model``): no memory and no random initialisation until a state is
+    assigned."""
+    model = meta_model(config["model"], int(config["dataset"]["num_classes"]), width)
+    if masked:
+        attach_masks(model)  # all-true masks like the weights: on the meta device too
     return model
 
 
@@ -263,7 +265,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         fingerprint = json.loads(checkpoint["fingerprint"])
     except (KeyError, TypeError, ValueError):
         raise ExportError(f"{checkpoint_path} is not a rigl-repro checkpoint (no fingerprint)") from None
-    if run_identity(fingerprint) != run_identity(summary["config"]):
+    if identity_changes(fingerprint, summary["config"]):
         raise ExportError(f"{checkpoint_path} belongs to another configuration than {summary_path}")
     if checkpoint.get("epoch") != summary.get("epochs"):
         raise ExportError(
@@ -335,31 +337,21 @@ def evaluation_device(metadata: Mapping[str, Any]) -> torch.device:
     return torch.device("cuda" if trained_on == "cuda" and torch.cuda.is_available() else "cpu")
 
 
-@torch.no_grad()
 def accuracy_on_test_split(model: nn.Module, metadata: Mapping[str, Any], device: torch.device | None = None) -> float:
-    """The model's accuracy on its run's test split, computed as the trainer's ``evaluate`` computes it: the
-    run's data loading (``load_splits``), normalisation, eval batch size, bf16 autocast and channels_last as
-    the run's recipe enables them on ``device``, and exact counts over the whole split."""
+    """The model's accuracy on its run's test split, computed as the trainer computes it
+    (``rigl_repro.run.build.count_correct``): the run's data loading, normalisation, eval batch size, bf16
+    autocast and channels_last as the run's recipe enables them on ``device``, exact counts over the split."""
     config = metadata["config"]
     device = evaluation_device(metadata) if device is None else torch.device(device)
     on_cuda = device.type == "cuda"
     train = config["train"]  # the execution options as the trainer read them; "auto" for runs that predate one
     batch_size = int(train.get("eval_batch_size", 1000))
     data = load_splits(config["dataset"], device)
-    channels_last = enabled(train.get("channels_last", "auto"), on_cuda)
-    model = model.to(device, memory_format=torch.channels_last if channels_last else None).eval()
+    precision = Precision(device.type, enabled(train.get("amp", "auto"), on_cuda),
+                          enabled(train.get("channels_last", "auto"), on_cuda))  # fmt: skip
+    model = model.to(device, memory_format=precision.memory_format).eval()
     if enabled(train.get("compile", "auto"), on_cuda):
         model.compile(dynamic=False)
-    amp = enabled(train.get("amp", "auto"), on_cuda)
-    split: Split = data.test
-    correct = torch.zeros((), dtype=torch.long, device=device)
     with cpu_threads(metadata["metrics"].get("cpu_threads") if not on_cuda else None):
-        for start in range(0, len(split), batch_size):
-            stop = start + batch_size
-            inputs = normalise(split.images[start:stop], data.mean, data.std)
-            if channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(inputs)
-            correct += (logits.argmax(1) == split.labels[start:stop]).sum()
-    return correct.item() / len(split)
+        correct = count_correct(model, data.test.images, data.test.labels, data, precision, batch_size)
+    return correct.item() / len(data.test)

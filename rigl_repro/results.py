@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,26 +16,6 @@ from rigl_repro.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-IDENTITY_KEYS = ("dataset", "model", "masking", "train", "seed")
-# Training options that change how fast a run goes, not what it computes (same optimizer, schedule, data
-# and masks), so a run may resume, and counts in its table cell, under any of their values.
-EXECUTION_OPTIONS = ("amp", "channels_last", "compile", "eval_batch_size")
-# Dataset options that say where the data are found, not what they are (the files are checked either way).
-DATA_LOCATION_OPTIONS = ("root", "system_root", "download", "raw_md5")
-
-
-def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a run's resolved configuration that determines its results: a checkpoint resumes, a
-    finished run is reused and a run fills a table cell only under the same identity."""
-    identity = {key: config.get(key) for key in IDENTITY_KEYS}
-    if isinstance(identity["train"], Mapping):
-        identity["train"] = {k: v for k, v in identity["train"].items() if k not in EXECUTION_OPTIONS}
-    if isinstance(identity["dataset"], Mapping):
-        identity["dataset"] = {k: v for k, v in identity["dataset"].items() if k not in DATA_LOCATION_OPTIONS}
-    distributed = config.get("distributed")
-    if isinstance(distributed, Mapping) and distributed.get("sync_batchnorm") is False:
-        identity["batchnorm"] = "per_process"  # not the recipe's statistics (absent otherwise: older runs match)
-    return identity
 
 
 class OutputError(ConfigError):

@@ -42,8 +42,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from rigl_repro.config import compose_config  # noqa: E402
-from rigl_repro.training import Trainer  # noqa: E402
-from rigl_repro.training.threads import thread_count, usable_cores  # noqa: E402
+from rigl_repro.launchers import usable_cores  # noqa: E402
+from rigl_repro.training.threads import thread_count  # noqa: E402
+from rigl_repro.training.trainer import Trainer  # noqa: E402
 
 
 def synchronise(device: torch.device) -> None:
@@ -57,7 +58,7 @@ def update_seconds(trainer: Trainer, repeats: int = 3) -> float:
     labels = trainer.data.train.labels[: trainer.recipe.batch_size]
     times = []
     for _ in range(repeats):
-        with trainer.autocast():
+        with trainer.precision.autocast():
             nn.functional.cross_entropy(trainer.model(trainer.prepare(images)), labels).backward()
         synchronise(trainer.device)
         start = time.perf_counter()
@@ -228,10 +229,10 @@ def setup_figures(trainer: Trainer, density: float, epochs: int) -> dict[str, An
     """What was measured, on what: the first method's trainer stands for all (same model, recipe and device)."""
     device = trainer.device
     return {
-        "model": str(trainer.cfg.model.name), "batch_size": trainer.recipe.batch_size, "density": density,
+        "model": trainer.config.model.name, "batch_size": trainer.recipe.batch_size, "density": density,
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "steps_per_epoch": trainer.steps_per_epoch, "timed_epochs": epochs,
-        "amp": bool(trainer.autocast.keywords["enabled"]), "channels_last": bool(trainer.channels_last),
+        "amp": trainer.precision.amp, "channels_last": trainer.precision.channels_last,
         "compile": str(trainer.recipe.compile), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
     }  # fmt: skip
 

@@ -31,10 +31,10 @@ import torch.multiprocessing as mp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from rigl_repro.config import compose_config  # noqa: E402
-from rigl_repro.training import Trainer  # noqa: E402
-from rigl_repro.training.distributed import Replicas  # noqa: E402
-from rigl_repro.training.threads import usable_cores  # noqa: E402
-from rigl_repro.training.trainer import resolve_device  # noqa: E402
+from rigl_repro.launchers import usable_cores  # noqa: E402
+from rigl_repro.run.config import RunConfig, resolve_device  # noqa: E402
+from rigl_repro.training.processes import start_processes  # noqa: E402
+from rigl_repro.training.trainer import Trainer  # noqa: E402
 
 
 def free_port() -> int:
@@ -48,17 +48,18 @@ def rank_worker(rank: int, world_size: int, port: int, overrides: list[str], epo
     if world_size > 1:
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
-    cfg = compose_config(["dataset=synthetic", "masking=rigl", "logger.mode=disabled", *overrides])
-    replicas = Replicas.start(cfg.distributed, resolve_device(str(cfg.device)), int(cfg.train.batch_size))
+    config = RunConfig.from_hydra(compose_config(["dataset=synthetic", "masking=rigl", "logger.mode=disabled",
+                                                  *overrides]))  # fmt: skip
+    processes = start_processes(config.distributed, resolve_device(config.options.device), config.train.batch_size)
     try:
-        trainer = Trainer(cfg, out / f"rank{rank}", replicas)
+        trainer = Trainer(config, out / f"rank{rank}", processes)
         trainer.train_epoch()
-        replicas.barrier()
+        processes.barrier()
         start = time.perf_counter()
         for _ in range(epochs):
             trainer.train_epoch()  # ends with a host read of the summed losses: every device is done
         seconds = time.perf_counter() - start
-        if replicas.is_main:
+        if processes.writes:
             figures = {
                 "processes": world_size,
                 "device": str(trainer.device),
@@ -70,7 +71,7 @@ def rank_worker(rank: int, world_size: int, port: int, overrides: list[str], epo
             }
             (out / f"{world_size}.json").write_text(json.dumps(figures))
     finally:
-        replicas.close()
+        processes.close()
 
 
 def measure(world_size: int, overrides: list[str], epochs: int, scratch: Path) -> dict[str, Any]:

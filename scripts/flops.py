@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from rigl_repro.config import compose_config  # noqa: E402
 from rigl_repro.errors import ConfigError  # noqa: E402
 from rigl_repro.flops.planning import plan_flops  # noqa: E402
+from rigl_repro.run.build import plan_run  # noqa: E402
+from rigl_repro.run.config import RunConfig  # noqa: E402
 
 
 def print_table(plan: dict) -> None:
@@ -51,7 +53,7 @@ def main(overrides: list[str]) -> None:
         return
     try:
         cfg = compose_config(overrides)
-        plan = plan_flops(cfg)
+        plan = plan_flops(plan_run(RunConfig.from_hydra(cfg)))
     except (ConfigError, HydraException) as error:
         sys.exit(f"error: {error}")
     if cfg.flops.format == "json":

@@ -147,7 +147,8 @@ QuietHandler = _quiet_handler()
 def run_killed_in_epoch(cfg: DictConfig, output_dir: Path, epoch: int = 3) -> int:
     """Start the run and stop it with KeyboardInterrupt as its ``epoch``-th epoch begins (after the checkpoints
     of the epochs before), as a killed run would stop; returns how many epochs were started."""
-    from rigl_repro.training import Trainer, run
+    from rigl_repro.training.session import run
+    from rigl_repro.training.trainer import Trainer
 
     original = Trainer.train_epoch
     started = 0

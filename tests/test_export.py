@@ -32,7 +32,7 @@ from rigl_repro.export import (  # noqa: E402
 from rigl_repro.models import build_model  # noqa: E402
 from rigl_repro.results import OutputError  # noqa: E402
 from rigl_repro.sparsity import SparseEngine, build_method  # noqa: E402
-from rigl_repro.training import run  # noqa: E402
+from rigl_repro.training.session import run  # noqa: E402
 from tests.helpers import compose_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

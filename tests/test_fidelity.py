@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 
 from rigl_repro import config as project_config
 from rigl_repro.models import build_model
+from rigl_repro.run.recipe import Recipe, learning_rate_factor
 from rigl_repro.sparsity import build_method
 from rigl_repro.sparsity.schedules import schedule_length
-from rigl_repro.training.recipe import Recipe, learning_rate_factor
 from tests.helpers import compose_config
 
 FIDELITY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "fidelity.md"

@@ -1,5 +1,6 @@
-"""``main.py`` as a user runs it: Hydra's help, a real run with W&B offline, and clean refusals."""
+"""``main.py`` as a user runs it: Hydra's help, a real run with W&B offline or CSV files, and clean refusals."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ def test_help_lists_the_config_groups(tmp_path):
     assert "masking: dense, lottery, pruning, rigl, rigl_sg, rigl_sm, set, small_dense, snfs, static" in result.stdout
     assert "dataset: cifar10, cifar100, digits, fashion_mnist" in result.stdout
     assert "model: lenet5, resnet50, small_cnn, wrn22_2" in result.stdout
+    assert "logger: csv, wandb" in result.stdout
 
 
 def test_a_run_with_offline_wandb_writes_its_outputs_under_output_root(tmp_path):
@@ -30,6 +32,44 @@ def test_a_run_with_offline_wandb_writes_its_outputs_under_output_root(tmp_path)
     assert summary["config"]["train"]["epochs"] == 2 and summary["epochs"] == 2
     assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run was written"
     assert not (tmp_path / "wandb").exists()
+
+
+def csv_rows(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_a_run_with_the_csv_logger_writes_csv_files_in_the_same_folder_and_never_imports_wandb(tmp_path):
+    overrides = ("dataset=digits", "train.epochs=2", "masking.delta_t=10", "logger=csv", f"output_root={tmp_path}/runs")
+    result = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "main.py"), *overrides], cwd=tmp_path,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    # The logger is not part of the folder's name: the folder of the same run with W&B (above).
+    run_dir = tmp_path / "runs" / "digits-small_cnn-rigl" / "dataset=digits,masking.delta_t=10,train.epochs=2"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    history = csv_rows(run_dir / "history.csv")
+    assert [int(row["epoch"]) for row in history] == [1, 2]
+    assert [float(row["val_acc"]) for row in history] == [entry["val_acc"] for entry in summary["history"]]
+    values = {row["key"]: row["value"] for row in csv_rows(run_dir / "summary.csv")}
+    assert float(values["test_acc"]) == summary["test_acc"]
+    assert (run_dir / "mask_updates.csv").exists()
+    assert not (run_dir / "wandb").exists() and not list(tmp_path.rglob("wandb"))
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "rigl_repro.loggers" in imported and not any(name.split(".")[0] == "wandb" for name in imported)
+
+
+def test_a_sweep_with_the_csv_logger_writes_each_runs_history(tmp_path):
+    overrides = ("dataset=digits", "train.epochs=1", "masking.delta_t=10", "logger=csv", "seed=0,1",
+                 f"output_root={tmp_path}")  # fmt: skip
+    result = main_py("-m", *overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run_dirs = sorted(path.parent for path in tmp_path.rglob("history.csv"))
+    assert [path.name for path in run_dirs] == ["dataset=digits,masking.delta_t=10,seed=0,train.epochs=1",
+                                                "dataset=digits,masking.delta_t=10,seed=1,train.epochs=1"]  # fmt: skip
+    for run_dir in run_dirs:
+        assert [row["epoch"] for row in csv_rows(run_dir / "history.csv")] == ["1"]
+        assert "test_acc" in {row["key"] for row in csv_rows(run_dir / "summary.csv")}
+    assert not list(tmp_path.rglob("wandb"))
 
 
 def test_a_bad_option_exits_non_zero_with_one_line_naming_it(tmp_path):
@@ -78,7 +118,7 @@ def test_a_run_with_wandb_disabled_never_imports_it(tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
-    assert {"torch", "hydra", "rigl_repro.training.tracking"} <= imported  # the list is complete enough to tell
+    assert {"torch", "hydra", "rigl_repro.loggers"} <= imported  # the list is complete enough to tell
     assert sorted(name for name in imported if name.split(".")[0] == "wandb") == []
 
 

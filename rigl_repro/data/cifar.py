@@ -5,14 +5,16 @@ when missing. Images come back as uint8 tensors (N, 3, 32, 32), decoded once."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.error import URLError
 
 import numpy as np
 import torch
 
+from rigl_repro.data.registry import RawData, register_source
 from rigl_repro.errors import ConfigError
 
 CLASSES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}  # torchvision's dataset class of each
@@ -62,3 +64,10 @@ def load_cifar(root: str | Path, name: str, download: bool = True) -> tuple[torc
             f"that holds {folder}/"
         ) from None
     return (*as_tensors(train.data, train.targets), *as_tensors(test.data, test.targets))
+
+
+@register_source("cifar10", "cifar100", location_options=("root", "download"))
+def load_cifar_source(cfg: Mapping[str, Any]) -> RawData:
+    """``dataset.source=cifar10`` or ``cifar100``: the dataset under ``dataset.root``, downloaded when missing
+    if ``dataset.download``."""
+    return load_cifar(cfg["root"], cfg["source"], cfg["download"])

@@ -1,9 +1,18 @@
 """scikit-learn's bundled 8x8 digits (1,797 grey images, 10 classes): a real dataset that needs no download,
-for demos and end-to-end tests."""
+for demos and end-to-end tests. It has no official test set: ``dataset.test_size`` images, drawn with
+``dataset.split_seed``, are held out as one."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
+
+from rigl_repro.data.registry import RawData, register_source
+from rigl_repro.errors import require_int
+
+DIGITS_IMAGES = 1797  # scikit-learn's file: the bound of dataset.test_size, known without loading it
 
 
 def load_digits_uint8() -> tuple[torch.Tensor, torch.Tensor]:
@@ -13,3 +22,19 @@ def load_digits_uint8() -> tuple[torch.Tensor, torch.Tensor]:
     data = load_digits()
     images = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1)
     return (images * (255.0 / 16.0)).round().to(torch.uint8), torch.tensor(data.target, dtype=torch.long)
+
+
+def validate_digits(cfg: Mapping[str, Any]) -> None:
+    """``dataset.test_size`` leaves at least one training image."""
+    require_int("dataset.test_size", cfg["test_size"], 1, DIGITS_IMAGES - 1)
+
+
+@register_source("digits", validate=validate_digits)
+def load_digits_source(cfg: Mapping[str, Any]) -> RawData:
+    """``dataset.source=digits``: a test set of ``dataset.test_size`` images drawn by a permutation seeded with
+    ``dataset.split_seed + 1`` (so it differs from the validation draw's), the rest for training in their
+    drawn order."""
+    images, labels = load_digits_uint8()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg["split_seed"] + 1))
+    test, rest = order[: cfg["test_size"]], order[cfg["test_size"] :]
+    return images[rest], labels[rest], images[test], labels[test]

@@ -18,11 +18,13 @@ import tempfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.error import URLError
 
 import torch
 
 from rigl_repro.data.cifar import DatasetMissingError, as_tensors, network_timeout
+from rigl_repro.data.registry import RawData, register_source
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 HOW = "apt-get install dataset-fashion-mnist (Debian), or run once with a network (torchvision downloads it)"
@@ -112,3 +114,10 @@ def load_fashion_mnist(
     except (OSError, RuntimeError) as error:
         raise DatasetMissingError(f"cannot read Fashion-MNIST in {raw} ({error}); delete the folder and run again")
     return (*as_tensors(train.data, train.targets), *as_tensors(test.data, test.targets))
+
+
+@register_source("fashion_mnist", location_options=("root", "system_root", "download", "raw_md5"))
+def load_fashion_mnist_source(cfg: Mapping[str, Any]) -> RawData:
+    """``dataset.source=fashion_mnist``: from ``dataset.root``, else ``dataset.system_root``, else downloaded
+    if ``dataset.download``; checked against ``dataset.raw_md5``."""
+    return load_fashion_mnist(cfg["root"], cfg["system_root"], cfg["download"], cfg["raw_md5"])

@@ -1,4 +1,5 @@
-"""Train / validation / test splits, held whole on the training device as uint8 tensors."""
+"""Train / validation / test splits, held whole on the training device as uint8 tensors, from the source
+that ``dataset.source`` names (``rigl_repro.data.registry``)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,9 @@ from typing import Any
 import torch
 
 from rigl_repro.data.augment import AUGMENTATIONS
-from rigl_repro.data.cifar import load_cifar
-from rigl_repro.data.digits import load_digits_uint8
-from rigl_repro.data.fashion_mnist import load_fashion_mnist
+from rigl_repro.data.registry import get_source
 from rigl_repro.errors import ConfigError, require_bool, require_choice, require_int
 
-SOURCES = ("cifar10", "cifar100", "fashion_mnist", "digits", "synthetic")
 # Which training images are held out for validation: the last ones in file order (the report's code,
 # ``DatasetSplitter`` over an unshuffled index map in ``data.py``) or a random draw fixed by split_seed.
 VAL_SPLITS = ("last", "random")
@@ -57,7 +55,8 @@ def holdout(
 
 
 def validate_dataset_options(cfg: Mapping[str, Any]) -> None:
-    """The options that describe the images and where they are found: checked before any file is read."""
+    """The options that describe the images, and the standard where-options (``STANDARD_LOCATION_OPTIONS``,
+    one meaning in every source that has them): checked before any file is read."""
     if "download" in cfg:
         require_bool("dataset.download", cfg["download"])
     if cfg.get("system_root") is not None and not isinstance(cfg["system_root"], str):
@@ -75,33 +74,16 @@ def validate_dataset_options(cfg: Mapping[str, Any]) -> None:
 
 
 def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
-    """The splits that the ``dataset`` config describes, moved to ``device``."""
+    """The splits that the ``dataset`` config describes, moved to ``device``: the common options checked, then
+    the registered source's own, its images loaded, and the validation set held out of its training images."""
     source = cfg["source"]
     validate_dataset_options(cfg)
     augmentation = require_choice("dataset.augment", cfg["augment"], AUGMENTATIONS)
     val_split = require_choice("dataset.val_split", cfg["val_split"], VAL_SPLITS)
-    if source in ("cifar10", "cifar100"):
-        train_x, train_y, test_x, test_y = load_cifar(cfg["root"], source, cfg["download"])
-    elif source == "fashion_mnist":
-        train_x, train_y, test_x, test_y = load_fashion_mnist(
-            cfg["root"], cfg["system_root"], cfg["download"], cfg["raw_md5"]
-        )
-    elif source == "digits":
-        images, labels = load_digits_uint8()
-        require_int("dataset.test_size", cfg["test_size"], 1, len(labels) - 1)
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg["split_seed"] + 1))
-        test, rest = order[: cfg["test_size"]], order[cfg["test_size"] :]
-        train_x, train_y, test_x, test_y = images[rest], labels[rest], images[test], labels[test]
-    elif source == "synthetic":  # random CIFAR-shaped images, for benchmarks: made on the device directly
-        generator = torch.Generator().manual_seed(cfg["split_seed"])
-        shape = (cfg["channels"], cfg["image_size"], cfg["image_size"])
-        images = torch.randint(0, 256, (cfg["train_pool"] + cfg["test_size"], *shape), generator=generator)
-        labels = torch.randint(0, cfg["num_classes"], (len(images),), generator=generator)
-        split = cfg["train_pool"]
-        train_x, train_y = images[:split].to(torch.uint8), labels[:split]
-        test_x, test_y = images[split:].to(torch.uint8), labels[split:]
-    else:
-        raise ConfigError(f"dataset.source={source!r} is not known; choose one of: {', '.join(SOURCES)}")
+    registered = get_source(source)  # after the common checks: a bad common option is reported first
+    if registered.validate is not None:
+        registered.validate(cfg)
+    train_x, train_y, test_x, test_y = registered.load(cfg)
     if len(train_y) != cfg["train_pool"]:
         raise ConfigError(
             f"dataset.train_pool={cfg['train_pool']} but the dataset has {len(train_y)} training images; "

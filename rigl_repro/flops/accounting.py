@@ -13,11 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rigl_repro.flops.counting import layer_flops
 from rigl_repro.flops.training import integrate_training_flops, topology_flops
-from rigl_repro.models import build_model
+from rigl_repro.models import meta_model
 from rigl_repro.sparsity.methods.base import SparseMethod
 
 
@@ -25,9 +23,7 @@ def model_layer_flops(
     model_cfg: Mapping[str, Any], num_classes: int, input_shape: Sequence[int], width: float | None = None
 ) -> dict[str, int]:
     """Per-layer dense FLOPs of the configured model, built on the meta device (no memory, no data)."""
-    with torch.device("meta"):
-        model = build_model(model_cfg, num_classes, width)
-    return layer_flops(model, input_shape)
+    return layer_flops(meta_model(model_cfg, num_classes, width), input_shape)
 
 
 def pretraining_flops(method: SparseMethod, reference_inference: float, reference_steps: int) -> float:

@@ -10,43 +10,27 @@ holds the integrated values.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from omegaconf import DictConfig, OmegaConf
-
-from rigl_repro.flops.accounting import flop_summary, model_layer_flops, pretraining_flops, steps_per_epoch
-from rigl_repro.models import build_model, count_sparsifiable_weights
-from rigl_repro.sparsity import build_method
+from rigl_repro.flops.accounting import flop_summary, pretraining_flops
 from rigl_repro.sparsity.distributions import nonzero_counts
-from rigl_repro.sparsity.masks import weight_shapes
-from rigl_repro.sparsity.schedules import schedule_length
-from rigl_repro.training.recipe import Recipe
+
+if TYPE_CHECKING:  # the plan is built by the composition root, a layer above this one
+    from rigl_repro.run.build import RunPlan
 
 
-def plan_flops(cfg: DictConfig) -> dict[str, Any]:
-    """Per-layer shapes, densities and FLOPs, and the run's inference and training FLOP totals."""
-    recipe = Recipe.from_config(OmegaConf.to_container(cfg.train, resolve=True))
-    method = build_method(OmegaConf.to_container(cfg.masking, resolve=True))
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    dataset = cfg.dataset
-    num_classes = int(dataset.num_classes)
-    input_shape = (int(dataset.channels), int(dataset.image_size), int(dataset.image_size))
-    width = method.width_multiplier(lambda w: count_sparsifiable_weights(model_cfg, num_classes, w))
-    with torch.device("meta"):
-        shapes = weight_shapes(build_model(model_cfg, num_classes, width))
-    flops = model_layer_flops(model_cfg, num_classes, input_shape, width)
-    reference = float(sum(model_layer_flops(model_cfg, num_classes, input_shape).values()))
+def plan_flops(plan: RunPlan) -> dict[str, Any]:
+    """Per-layer shapes, densities and FLOPs, and the run's inference and training FLOP totals, for the run
+    ``rigl_repro.run.build.plan_run`` planned."""
+    method, shapes, flops = plan.method, plan.shapes, plan.layer_flops
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     counts = nonzero_counts(shapes, method.distribution_densities(shapes)) if method.masked else sizes
-
-    train_size = int(dataset.train_pool) - int(dataset.val_size)
-    per_epoch = steps_per_epoch(train_size, recipe.batch_size)
-    total_steps, reference_steps = recipe.total_epochs * per_epoch, recipe.epochs * per_epoch
-    method.plan(schedule_length(recipe.total_epochs, train_size, recipe.batch_size))
+    total_steps, reference_steps = plan.total_steps, plan.reference_steps
+    method.plan(plan.schedule_steps)
     updates = [step for step in range(total_steps) if method.is_update_step(step)]
     ordered = [counts[name] for name in shapes]
     log = [(0, ordered)] + [(step + 1, ordered) for step in updates] if method.masked else []
+    reference = plan.reference_inference
     summary = flop_summary(
         flops, sizes if method.masked else {}, log, total_steps, reference_steps, reference,
         method.dense_gradients, pretraining_flops(method, reference, reference_steps),
@@ -64,12 +48,12 @@ def plan_flops(cfg: DictConfig) -> dict[str, Any]:
         for name, shape in shapes.items()
     ]
     return {
-        "model": model_cfg["name"],
-        "dataset": dataset.name,
+        "model": plan.config.model.name,
+        "dataset": plan.config.dataset.name,
         "method": method.name,
         "distribution": method.distribution if method.masked else None,
         "density": sum(counts.values()) / sum(sizes.values()),
-        "width_multiplier": width,
+        "width_multiplier": plan.width,
         "steps": total_steps,
         "update_steps": len(updates),
         "exact": method.keeps_layer_densities(),

@@ -39,15 +39,23 @@ def build_model(cfg: Mapping[str, Any], num_classes: int, width: float | None = 
         raise ConfigError(f"model={name}: {error}") from None
 
 
+def meta_model(cfg: Mapping[str, Any], num_classes: int, width: float | None = None) -> nn.Module:
+    """The model ``build_model`` makes, on the meta device: shapes only, no memory, no random initialisation
+    (so building it draws nothing from the run's random streams). Planning, FLOP counting and loading an
+    export read models this way."""
+    with torch.device("meta"):
+        return build_model(cfg, num_classes, width)
+
+
 def count_sparsifiable_weights(cfg: Mapping[str, Any], num_classes: int, width: float) -> int:
     """Conv and linear weights of the model at ``width``, counted on the meta device (no memory, no init)."""
     from rigl_repro.sparsity.masks import weight_shapes
 
-    with torch.device("meta"):
-        model = build_model(cfg, num_classes, width)
-    return sum(torch.Size(shape).numel() for shape in weight_shapes(model).values())
+    shapes = weight_shapes(meta_model(cfg, num_classes, width))
+    return sum(torch.Size(shape).numel() for shape in shapes.values())
 
 
 __all__ = [
-    "MODELS", "build_model", "count_sparsifiable_weights", "lenet5", "resnet50", "scaled", "small_cnn", "wrn22_2",
+    "MODELS", "build_model", "count_sparsifiable_weights", "lenet5", "meta_model", "resnet50", "scaled", "small_cnn",
+    "wrn22_2",
 ]  # fmt: skip

@@ -187,14 +187,11 @@ def figure4(index: RunIndex, out_dir: Path) -> list[Path]:
 
 def shapes_of(index: RunIndex) -> dict[str, tuple[int, ...]]:
     """Weight shapes of the Figure 4 model, built on the meta device."""
-    import torch
-
-    from rigl_repro.models import build_model
+    from rigl_repro.models import meta_model
     from rigl_repro.sparsity.masks import weight_shapes
 
     config = index.compose("table5_cifar10")
-    with torch.device("meta"):
-        return weight_shapes(build_model(config.model, int(config.dataset.num_classes)))
+    return weight_shapes(meta_model(config.model, int(config.dataset.num_classes)))
 
 
 def contours(index: RunIndex, out_dir: Path) -> list[Path]:

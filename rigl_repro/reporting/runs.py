@@ -21,7 +21,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from rigl_repro.config import compose_config
-from rigl_repro.results import collect_summaries, run_identity
+from rigl_repro.results import collect_summaries
+from rigl_repro.run.identity import run_identity
+from rigl_repro.sparsity.methods import canonical_masking
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
@@ -92,12 +94,13 @@ class RunIndex:
             config = summary["config"]
             if not config.get("trial_seeds") or config.get("variant") != variant:
                 continue
-            if config["dataset"]["name"] != dataset or not math.isclose(config["masking"]["density"], density):
+            masking = canonical_masking(config["masking"])
+            if config["dataset"]["name"] != dataset or not math.isclose(masking.get("density", math.nan), density):
                 continue
             rows.append(
                 {
-                    "alpha": config["masking"]["alpha"],
-                    "delta_t": config["masking"]["delta_t"],
+                    "alpha": masking.get("alpha", math.nan),
+                    "delta_t": masking.get("delta_t", math.nan),
                     "seed": config["seed"],
                     "val_acc": 100 * summary["val_acc"],
                     "test_acc": 100 * summary["test_acc"],
@@ -111,10 +114,12 @@ class RunIndex:
 
 
 def runs_frame(summaries: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per run: its configuration's main axes, accuracies (%), densities and FLOPs."""
+    """One row per run: its configuration's main axes, accuracies (%), densities and FLOPs. A masking option
+    the run's method does not take is None (or NaN), whichever layout its summary's config has."""
     rows = []
     for summary in summaries:
         config = summary["config"]
+        masking = canonical_masking(config["masking"])
         rows.append(
             {
                 "run_dir": summary.get("run_dir"),
@@ -122,12 +127,12 @@ def runs_frame(summaries: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
                 "model": config["model"]["name"],
                 "variant": config.get("variant"),
                 "method": summary["method"],
-                "distribution": config["masking"]["distribution"],
-                "redistribution": config["masking"]["redistribution"],
-                "density": config["masking"]["density"],
+                "distribution": masking.get("distribution"),
+                "redistribution": masking.get("redistribution"),
+                "density": masking.get("density", math.nan),
                 "realised_density": summary["density"],
-                "alpha": config["masking"]["alpha"],
-                "delta_t": config["masking"]["delta_t"],
+                "alpha": masking.get("alpha", math.nan),
+                "delta_t": masking.get("delta_t", math.nan),
                 "lr": config["train"]["lr"],
                 "length_multiplier": config["train"]["length_multiplier"],
                 "seed": config["seed"],

@@ -11,8 +11,7 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
 
-from rigl_repro.errors import ConfigError
-from rigl_repro.training import TrainingDiverged
+from rigl_repro.errors import ConfigError, TrainingDiverged
 
 log = logging.getLogger(__name__)
 

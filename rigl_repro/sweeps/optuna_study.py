@@ -42,8 +42,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
+from rigl_repro.launchers import launch_from_environment
 from rigl_repro.sweeps.grid import RUN_FAILURES, exit_after_failures
-from rigl_repro.training.distributed import launch_from_environment
 
 log = logging.getLogger(__name__)
 

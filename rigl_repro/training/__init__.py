@@ -1,5 +1,5 @@
-"""The training loop: recipe, checkpoints, tracking and the trainer."""
+"""Training a run: the loop (``trainer``), the processes that share it (``processes``, ``distributed``), its
+state and checkpoints, its folder (``session``, ``run_folder``) and its stop signals (``preemption``).
 
-from rigl_repro.training.trainer import Trainer, TrainingDiverged, run
-
-__all__ = ["Trainer", "TrainingDiverged", "run"]
+Import from the modules themselves (``rigl_repro.training.session.run``, ``rigl_repro.training.trainer.Trainer``):
+this package imports nothing, so that the run layer (``rigl_repro.run``) can use its small modules."""

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.results import atomic_file, run_identity
+from rigl_repro.results import atomic_file
+from rigl_repro.run.identity import describe_changes, identity_changes
 
 CHECKPOINT_FILE = "checkpoint.pt"
 INITIAL_WEIGHTS_FILE = "initial.pt"  # the weights at step 0, which lottery tickets start from
@@ -30,21 +31,9 @@ def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
             raise OSError(f"torch.save failed: {str(error).splitlines()[0]}") from error
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
-    """The checkpoint at ``path``, after checking that it was written under the same ``fingerprint``
-    (the configuration that determines the run's results)."""
+def load_checkpoint(path: Path, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The checkpoint at ``path``, after checking that it was written by the run of ``config`` (a resolved
+    config, or a run's identity: ``rigl_repro.run.identity``)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, corrupted or unsafe files all mean "cannot resume from this"
@@ -53,12 +42,14 @@ def load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any
         ) from None
     if not isinstance(state, dict) or "fingerprint" not in state:
         raise CheckpointError(f"{path} is not a rigl-repro checkpoint; move it away to start this run afresh")
-    saved, current = flatten(run_identity(json.loads(state["fingerprint"]))), flatten(fingerprint)
-    changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
-    if changed:
-        details = ", ".join(f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in changed[:4])
+    try:
+        saved = json.loads(state["fingerprint"])
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path} has an unreadable fingerprint; move it away to start this run afresh") from None
+    changes = identity_changes(saved, config) if isinstance(saved, Mapping) else [("fingerprint", saved, None)]
+    if changes:
         raise CheckpointError(
-            f"{path} belongs to a different configuration ({details}); use another output directory "
-            "(hydra.run.dir=...) or move the checkpoint away"
+            f"{path} belongs to a different configuration ({describe_changes(changes)}); use another output "
+            "directory (hydra.run.dir=...) or move the checkpoint away"
         )
     return state

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from rigl_repro.errors import ConfigError
+from rigl_repro.launchers import runs_sharing_cores, slurm_cpus, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -29,40 +30,20 @@ def thread_count(setting: Any, cores: int, sharing_runs: int, environ: Mapping[s
     ``SLURM_CPUS_PER_TASK``) divided by ``sharing_runs`` (the runs a launcher starts at once on this machine),
     and at least 1.
     """
+    validate_threads(setting)
     if setting == "auto":
         explicit = environ.get("OMP_NUM_THREADS", "")
         if explicit.isdigit() and int(explicit) >= 1:
             return int(explicit)
-        slurm_cpus = environ.get("SLURM_CPUS_PER_TASK", "")
-        if slurm_cpus.isdigit() and int(slurm_cpus) >= 1:
-            cores = min(cores, int(slurm_cpus))
+        cores = min(cores, slurm_cpus(environ) or cores)
         return max(1, cores // max(1, sharing_runs))
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ConfigError(f"threads={setting!r} is invalid; expected auto or a number of threads >= 1")
     return setting
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which SLURM and taskset narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def runs_sharing_cores() -> int:
-    """How many runs the current Hydra launcher starts at once on this machine: ``n_jobs`` of the parallel
-    (joblib) launcher, where a non-positive value means one run per core; 1 otherwise (one run after another,
-    or a SLURM job, whose cores are its own)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return 1
-    launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")).lower():
-        return 1
-    n_jobs = int(launcher.get("n_jobs") or 1)
-    return n_jobs if n_jobs >= 1 else usable_cores()
+def validate_threads(setting: Any) -> None:
+    """``threads`` is ``auto`` or a positive number of threads, or a one-line error."""
+    if setting != "auto" and (isinstance(setting, bool) or not isinstance(setting, int) or setting < 1):
+        raise ConfigError(f"threads={setting!r} is invalid; expected auto or a number of threads >= 1")
 
 
 def apply_thread_policy(setting: Any) -> int:

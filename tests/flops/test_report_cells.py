@@ -8,6 +8,8 @@ import pytest
 
 from rigl_repro.flops.planning import plan_flops
 from rigl_repro.reporting import published_flops
+from rigl_repro.run.build import plan_run
+from rigl_repro.run.config import RunConfig
 from tests.helpers import compose_config
 
 CELLS = [row for row in published_flops() if row["analytic"] == "true" and row["variant"] != "dense"]
@@ -24,13 +26,18 @@ PINNED = {
 }
 
 
+def planned(cfg):
+    """The FLOP plan of a composed config, as scripts/flops.py makes it."""
+    return plan_flops(plan_run(RunConfig.from_hydra(cfg)))
+
+
 def cell_id(row):
     return f"table{row['table']}-{row['dataset']}-{row['row']}-{row['density']}"
 
 
 @pytest.mark.parametrize("row", CELLS, ids=cell_id)
 def test_analytic_cells_match_the_report(row):
-    plan = plan_flops(
+    plan = planned(
         compose_config(f"dataset={row['dataset']}", f"variant={row['variant']}", f"masking.density={row['density']}")
     )
     ours = {"train": plan["totals"]["train_relative"], "test": plan["totals"]["inference_relative"]}
@@ -46,7 +53,7 @@ def test_analytic_cells_match_the_report(row):
 
 @pytest.mark.parametrize("dataset, inference, train", [("cifar10", 3.15e8, 9.45e8), ("cifar100", 2.59e9, 7.77e9)])
 def test_dense_baselines(dataset, inference, train):
-    totals = plan_flops(compose_config(f"dataset={dataset}", "masking=dense"))["totals"]
+    totals = planned(compose_config(f"dataset={dataset}", "masking=dense"))["totals"]
     # The report truncates to three figures and multiplies the truncated forward cost by 3.
     assert float(f"{totals['dense_inference_flops']:.3e}"[:4]) == pytest.approx(float(f"{inference:.2e}"[:4]))
     assert totals["dense_train_flops_per_step"] == 3 * totals["dense_inference_flops"]
@@ -76,7 +83,7 @@ HEADLINE = [  # the issue's headline cells: (dataset, method, distribution, dens
 
 @pytest.mark.parametrize("dataset, method, distribution, density, column, printed", HEADLINE)
 def test_headline_cells_to_the_two_decimals_printed(dataset, method, distribution, density, column, printed):
-    totals = plan_flops(
+    totals = planned(
         compose_config(f"dataset={dataset}", f"masking={method}", f"masking.distribution={distribution}",
                        f"masking.density={density}")
     )["totals"]  # fmt: skip

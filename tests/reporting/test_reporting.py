@@ -15,7 +15,7 @@ from rigl_repro.reporting import published
 from rigl_repro.reporting.figures import FIGURES
 from rigl_repro.reporting.runs import RunIndex, runs_frame, wandb_summaries
 from rigl_repro.reporting.tables import TABLES, build_table, build_table4, write_table
-from rigl_repro.training import run
+from rigl_repro.training.session import run
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]

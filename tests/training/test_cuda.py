@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import rigl_repro.training.trainer as trainer_module
+import rigl_repro.training.processes as processes_module
 from rigl_repro.config import compose_config as compose
-from rigl_repro.training import Trainer, run
+from rigl_repro.training.session import run
+from rigl_repro.training.trainer import Trainer
 from tests.helpers import compose_config, run_killed_in_epoch
 
 DEVICE = os.environ.get("RIGL_CUDA_TESTS_DEVICE", "cuda")
@@ -61,7 +62,7 @@ def test_training_steps_with_rigl_updates_never_synchronise_with_the_host(tmp_pa
     trainer = Trainer(cfg, tmp_path)
     trainer.train_epoch()  # warm-up: compilation and cuDNN's autotuning read the device
     topologies = len(trainer.engine.topology_log)
-    monkeypatch.setattr(trainer_module, "tqdm", SyncCheckedBar)
+    monkeypatch.setattr(processes_module, "tqdm", SyncCheckedBar)  # the progress bar of every epoch
     try:
         metrics = trainer.train_epoch()  # Trainer's own step: index, augment, forward, backward, engine, LR
     finally:
@@ -149,7 +150,7 @@ def test_bf16_compiled_training_stays_within_tolerance_of_fp32_eager(tmp_path, d
     fast = Trainer(compose_config(*base, *SPEED), tmp_path / "fast")
     exact = Trainer(compose_config(*base, "train.amp=off", "train.channels_last=off", "train.compile=off"),
                     tmp_path / "exact")  # fmt: skip
-    assert fast.autocast.keywords["enabled"] and not exact.autocast.keywords["enabled"]
+    assert fast.precision.amp and not exact.precision.amp
     fast_metrics, exact_metrics = fast.train_epoch(), exact.train_epoch()
     assert fast.engine.step_count == exact.engine.step_count == 20
     fast_weights, exact_weights = fast.model.state_dict(), exact.model.state_dict()
@@ -177,7 +178,7 @@ def test_a_real_fashion_mnist_run_reaches_the_cpu_runs_accuracy(tmp_path):
     cfg = compose(["experiment=demo", "masking=rigl", "logger.mode=disabled", f"device={DEVICE}",
                    f"dataset.root={tmp_path}/data", f"dataset.system_root={FASHION_MNIST}", "dataset.download=false"])
     trainer = Trainer(cfg, tmp_path / "run")
-    assert trainer.autocast.keywords["enabled"] == trainer.channels_last == ON_CUDA
+    assert trainer.precision.amp == trainer.precision.channels_last == ON_CUDA
     summary = trainer.fit()
     assert summary["config"]["model"]["name"] == "lenet5" and summary["steps"] == 5 * 430
     assert summary["density"] == pytest.approx(0.05, abs=1e-3)

@@ -19,16 +19,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from rigl_repro.training import Trainer
-from rigl_repro.training.distributed import (
-    GlobalBatchNorm,
-    Launch,
-    Replicas,
-    ReplicasDiverged,
-    launch_from_environment,
-    slurm_master,
-)
+from rigl_repro.launchers import Launch
+from rigl_repro.run.config import RunConfig
+from rigl_repro.training.batchnorm import GlobalBatchNorm
+from rigl_repro.training.distributed import DataParallel, ReplicasDiverged
 from rigl_repro.training.preemption import Stopped
+from rigl_repro.training.processes import start_processes
+from rigl_repro.training.trainer import Trainer
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,11 +50,12 @@ def train_rank(rank: int, world_size: int, port: int, run_dir: Path, overrides: 
     if world_size > 1:
         join(rank, world_size, port)
     cfg = compose_config(*RUN, *overrides)
-    replicas = Replicas.start(cfg.distributed, torch.device("cpu"), int(cfg.train.batch_size))
+    config = RunConfig.from_hydra(cfg)
+    replicas = start_processes(config.distributed, torch.device("cpu"), config.train.batch_size)
     masks: list[list[torch.Tensor]] = []
     summary = None
     try:
-        trainer = Trainer(cfg, run_dir, replicas)
+        trainer = Trainer(config, run_dir, replicas)
         engine, update, step = trainer.engine, trainer.engine.update_topology, trainer.engine.step
 
         def recorded_update(at: int) -> None:
@@ -170,7 +168,7 @@ def batch_norm_rank(rank: int, world_size: int, port: int, result_dir: Path) -> 
     torch.manual_seed(0)
     inputs = torch.randn(7, 3, 4, 4) * 3 + 1  # 7 images: parts of 3 and 4
     norm = GlobalBatchNorm.convert(nn.Sequential(nn.BatchNorm2d(3)))
-    part = inputs[Replicas(Launch(rank, world_size)).part(7)].clone().requires_grad_()
+    part = inputs[DataParallel(Launch(rank, world_size)).part(7)].clone().requires_grad_()
     output = norm(part)
     (output * torch.arange(output.numel()).view_as(output)).sum().backward()  # its share of a global loss
     parameter_grads = torch.stack([norm[0].weight.grad, norm[0].bias.grad])
@@ -199,16 +197,75 @@ def test_global_batch_norm_on_two_ranks_is_batch_norm_on_the_whole_batch(tmp_pat
         torch.testing.assert_close(rank["running"][1], norm.running_var)
 
 
-def test_the_launcher_s_environment_says_where_a_process_stands():
-    assert launch_from_environment({}) == Launch()
-    torchrun = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "n1", "MASTER_PORT": "1234"}
-    assert launch_from_environment(torchrun) == Launch(1, 4, 1, "n1", 1234)
-    slurm = {"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "4", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123",
-             "SLURM_STEP_NODELIST": "gpu[07-08]"}  # fmt: skip
-    assert launch_from_environment(slurm) == Launch(3, 4, 1, slurm_master("gpu[07-08]"), 20123)
-    assert slurm_master("gpu[07-08]") == "gpu07" and slurm_master("a,b") == "a"
-    batch_script = {"SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_JOB_ID": "5"}  # no srun step: one process
-    assert launch_from_environment(batch_script) == Launch()
+def failing_rank(rank: int, world_size: int, port: int, run_dir: Path) -> None:
+    """Rank 0 cannot write the run folder; what each rank raised goes to ``run_dir/error<N>.txt``."""
+    import rigl_repro.training.processes as processes_module
+    from rigl_repro.training.session import run
+
+    join(rank, world_size, port)
+
+    def full_disk(*_):
+        raise OSError("No space left on device")
+
+    if rank == 0:
+        processes_module.save_checkpoint = full_disk  # the writing process's checkpoints
+    try:
+        run(compose_config(*RUN, "masking=rigl"), run_dir)
+    except Exception as error:  # noqa: BLE001
+        (run_dir / f"error{rank}.txt").write_text(f"{type(error).__name__}: {error}")
+
+
+def test_a_rank_that_fails_stops_the_others_at_once_in_one_line(tmp_path):
+    mp.start_processes(failing_rank, args=(2, free_port(), tmp_path), nprocs=2, start_method="spawn")
+    assert (tmp_path / "error0.txt").read_text() == "OSError: No space left on device"
+    told = (tmp_path / "error1.txt").read_text()
+    assert told.startswith("ReplicasDiverged: another process of this run stopped (")
+    assert told.endswith("its log says why") and "\n" not in told
+
+
+def test_every_rank_but_0_draws_dropout_from_a_stream_of_its_own():
+    def draws(rank: int) -> torch.Tensor:
+        torch.manual_seed(7)
+        DataParallel(Launch(rank, 4)).seed_own_stream(7)
+        return torch.rand(8)
+
+    single = torch.Generator().manual_seed(7)
+    assert torch.equal(draws(0), torch.rand(8, generator=single))  # rank 0 keeps the single process's stream
+    streams = [draws(rank) for rank in range(4)]
+    assert all(not torch.equal(streams[a], streams[b]) for a in range(4) for b in range(a))
+
+
+def test_per_process_batch_norm_is_a_run_of_its_own():
+    from omegaconf import OmegaConf
+
+    from rigl_repro.run.identity import run_identity
+
+    def identity(*overrides):
+        return run_identity(OmegaConf.to_container(compose_config(*overrides), resolve=True))
+
+    assert identity() == identity("distributed.backend=gloo", "distributed.timeout_s=60")  # how, not what
+    assert identity("distributed.sync_batchnorm=false") != identity()
+    assert "batchnorm" not in identity()  # runs from before data-parallel training keep their identity
+
+
+def diverged_rank(rank: int, world_size: int, port: int, result_dir: Path) -> None:
+    join(rank, world_size, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    replicas = DataParallel(Launch(rank, world_size), flag_group=dist.group.WORLD)
+    same, differs = torch.ones(3, 3, dtype=torch.bool), torch.eye(3, dtype=torch.bool)
+    differs[0, 1] = rank == 1  # one active weight more on rank 1
+    try:
+        replicas.check_masks({"conv.weight": same, "fc.weight": differs}, step=23)
+    except ReplicasDiverged as error:
+        (result_dir / f"rank{rank}.txt").write_text(str(error))
+    dist.destroy_process_group()
+
+
+def test_masks_that_differ_between_ranks_stop_every_rank_naming_the_layer(tmp_path):
+    mp.start_processes(diverged_rank, args=(2, free_port(), tmp_path), nprocs=2, start_method="spawn")
+    messages = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(2)]
+    assert messages[0] == messages[1]  # every rank stops, with the same line
+    assert messages[0].startswith("after the topology update at step 24 the ranks hold different masks (in fc.weight)")
 
 
 @pytest.mark.parametrize(
@@ -227,74 +284,3 @@ def test_a_set_up_that_cannot_train_is_refused_in_one_line(tmp_path, environment
     output = result.stdout + result.stderr
     assert result.returncode == 2 and message in output and "Traceback" not in output
     assert not list(tmp_path.rglob("checkpoint.pt"))
-
-
-def failing_rank(rank: int, world_size: int, port: int, run_dir: Path) -> None:
-    """Rank 0 cannot write the run folder; what each rank raised goes to ``run_dir/error<N>.txt``."""
-    import rigl_repro.training.trainer as trainer_module
-    from rigl_repro.training import run
-
-    join(rank, world_size, port)
-
-    def full_disk(*_):
-        raise OSError("No space left on device")
-
-    if rank == 0:
-        trainer_module.save_checkpoint = full_disk
-    try:
-        run(compose_config(*RUN, "masking=rigl"), run_dir)
-    except Exception as error:  # noqa: BLE001
-        (run_dir / f"error{rank}.txt").write_text(f"{type(error).__name__}: {error}")
-
-
-def test_a_rank_that_fails_stops_the_others_at_once_in_one_line(tmp_path):
-    mp.start_processes(failing_rank, args=(2, free_port(), tmp_path), nprocs=2, start_method="spawn")
-    assert (tmp_path / "error0.txt").read_text() == "OSError: No space left on device"
-    told = (tmp_path / "error1.txt").read_text()
-    assert told.startswith("ReplicasDiverged: another process of this run stopped (")
-    assert told.endswith("its log says why") and "\n" not in told
-
-
-def test_every_rank_but_0_draws_dropout_from_a_stream_of_its_own():
-    def draws(rank: int) -> torch.Tensor:
-        torch.manual_seed(7)
-        Replicas(Launch(rank, 4)).seed_own_stream(7)
-        return torch.rand(8)
-
-    single = torch.Generator().manual_seed(7)
-    assert torch.equal(draws(0), torch.rand(8, generator=single))  # rank 0 keeps the single process's stream
-    streams = [draws(rank) for rank in range(4)]
-    assert all(not torch.equal(streams[a], streams[b]) for a in range(4) for b in range(a))
-
-
-def test_per_process_batch_norm_is_a_run_of_its_own():
-    from omegaconf import OmegaConf
-
-    from rigl_repro.results import run_identity
-
-    def identity(*overrides):
-        return run_identity(OmegaConf.to_container(compose_config(*overrides), resolve=True))
-
-    assert identity() == identity("distributed.backend=gloo", "distributed.timeout_s=60")  # how, not what
-    assert identity("distributed.sync_batchnorm=false") != identity()
-    assert "batchnorm" not in identity()  # runs from before data-parallel training keep their identity
-
-
-def diverged_rank(rank: int, world_size: int, port: int, result_dir: Path) -> None:
-    join(rank, world_size, port)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    replicas = Replicas(Launch(rank, world_size), flag_group=dist.group.WORLD)
-    same, differs = torch.ones(3, 3, dtype=torch.bool), torch.eye(3, dtype=torch.bool)
-    differs[0, 1] = rank == 1  # one active weight more on rank 1
-    try:
-        replicas.check_masks({"conv.weight": same, "fc.weight": differs}, step=23)
-    except ReplicasDiverged as error:
-        (result_dir / f"rank{rank}.txt").write_text(str(error))
-    dist.destroy_process_group()
-
-
-def test_masks_that_differ_between_ranks_stop_every_rank_naming_the_layer(tmp_path):
-    mp.start_processes(diverged_rank, args=(2, free_port(), tmp_path), nprocs=2, start_method="spawn")
-    messages = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(2)]
-    assert messages[0] == messages[1]  # every rank stops, with the same line
-    assert messages[0].startswith("after the topology update at step 24 the ranks hold different masks (in fc.weight)")

@@ -8,8 +8,8 @@ import torch
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.sparsity import SparseEngine
-from rigl_repro.training import run
 from rigl_repro.training.preemption import Stopped, StopRequest, signal_numbers
+from rigl_repro.training.session import run
 from tests.helpers import compose_config
 
 OVERRIDES = ("train.epochs=3", "masking=rigl", "masking.delta_t=3", "masking.density=0.2")  # 20 steps an epoch

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.training.threads import thread_count, usable_cores
+from rigl_repro.launchers import usable_cores
+from rigl_repro.training.threads import thread_count
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rigl_repro.errors import ConfigError
-from rigl_repro.training import Trainer, TrainingDiverged, run
+from rigl_repro.errors import ConfigError, TrainingDiverged
 from rigl_repro.training.checkpoint import CheckpointError, load_checkpoint
+from rigl_repro.training.session import run
+from rigl_repro.training.trainer import Trainer
 from tests.helpers import compose_config, fake_cifar, run_killed_in_epoch
 
 QUICK = ("train.epochs=3", "masking.delta_t=5")

@@ -3,7 +3,7 @@ import torch
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.models import wrn22_2
-from rigl_repro.training.recipe import Recipe, learning_rate_factor
+from rigl_repro.run.recipe import Recipe, learning_rate_factor
 
 CIFAR10 = dict(
     epochs=250, batch_size=128, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, decay_norm_and_bias=False,

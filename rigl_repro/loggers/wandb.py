@@ -1,4 +1,8 @@
-"""Experiment tracking with Weights & Biases, optional: ``logger.mode`` online, offline or disabled."""
+"""``logger=wandb`` (the default): Weights & Biases, ``logger.mode`` online, offline or disabled.
+
+W&B itself is imported only when a run starts one: ``logger.mode=disabled`` never imports it, so machines
+without its wheel (the GPU check's) still train.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import logging
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rigl_repro.errors import ConfigError, require_choice
+from rigl_repro.loggers.base import Logger
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +25,9 @@ INIT_TIMEOUT_S = 60  # W&B's own default is 90 s; online runs without a network 
 PROJECT_NAME_FORBIDDEN = set("/\\#?%:")  # characters W&B refuses in a project name
 
 
-def validate_logger(mode: str, project: str) -> str:
-    """``logger.mode`` must be one of ``MODES``, and ``logger.project`` a name W&B accepts."""
+def validate_wandb(mode: str, project: str) -> str:
+    """``logger.mode`` must be one of ``MODES``, and ``logger.project`` a name W&B accepts (checked here,
+    because W&B itself only refuses it after a long wait for its service)."""
     require_choice("logger.mode", mode, MODES)
     if mode != "disabled" and (not project or PROJECT_NAME_FORBIDDEN & set(str(project))):
         raise ConfigError(
@@ -30,7 +36,7 @@ def validate_logger(mode: str, project: str) -> str:
     return mode
 
 
-class Tracker:
+class WandbLogger(Logger):
     """A W&B run in ``output_dir`` (offline by default: no account needed; ``wandb sync`` uploads later).
 
     The run id is stable per output directory. Online, a resumed run continues the same W&B run. Offline, W&B
@@ -38,6 +44,13 @@ class Tracker:
     one id keeps one of them), so a resumed offline run logs its ``history`` again into the new folder and
     removes the folders it supersedes: one folder per run, holding every epoch up to the checkpoint.
     """
+
+    name: ClassVar[str] = "wandb"
+    defaults: ClassVar[Mapping[str, Any]] = {"mode": "offline", "project": "rigl-repro", "entity": None}
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        validate_wandb(options["mode"], options["project"])
 
     def __init__(
         self,
@@ -48,7 +61,7 @@ class Tracker:
         output_dir: Path,
         history: Sequence[Mapping[str, Any]] = (),
     ):
-        validate_logger(mode, project)
+        validate_wandb(mode, project)
         self.run = None
         if mode == "disabled":
             return

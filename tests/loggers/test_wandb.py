@@ -1,0 +1,100 @@
+"""The W&B logger (``logger=wandb``, the default): one-line failures, resumed offline runs, per-layer charts."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rigl_repro.errors import ConfigError
+from rigl_repro.loggers import NullLogger, build_logger, validate_logger_options
+from rigl_repro.loggers.wandb import WandbLogger, validate_wandb
+from rigl_repro.training.session import run
+from tests.helpers import compose_config, run_killed_in_epoch
+
+
+def test_a_w_and_b_that_cannot_start_is_one_line_naming_the_ways_out(tmp_path, monkeypatch):
+    import wandb
+
+    def no_network(**kwargs):
+        assert kwargs["settings"].init_timeout == 60  # a bounded wait, not W&B's own
+        raise wandb.errors.CommError("Network error (ConnectionError), entering retry loop.\nmore lines")
+
+    monkeypatch.setattr(wandb, "init", no_network)
+    message = r"W&B could not start a online run \(Network error \(ConnectionError\), entering retry loop.\); .*offline"
+    with pytest.raises(ConfigError, match=message):
+        WandbLogger("online", "rigl-repro", None, {}, tmp_path)
+
+
+@pytest.mark.parametrize("project", ["a/b", "what?", "", "x:y"])
+def test_project_names_w_and_b_refuses_are_refused_first(project):
+    with pytest.raises(ConfigError, match="logger.project="):
+        validate_wandb("offline", project)
+    assert validate_wandb("disabled", project) == "disabled"  # not used, not checked
+    options = {"name": "wandb", "mode": "offline", "project": project, "entity": None}
+    with pytest.raises(ConfigError, match="logger.project="):  # the same check through the registry
+        validate_logger_options(options)
+    validate_logger_options({**options, "mode": "disabled"})
+
+
+def offline_folders(output_dir):
+    return sorted((output_dir / "wandb").glob("offline-run-*"))
+
+
+def test_a_resumed_offline_run_keeps_one_w_and_b_folder_holding_every_epoch(tmp_path, monkeypatch):
+    """W&B cannot resume offline runs: the resumed run logs its history again into one new folder."""
+    overrides = ("train.epochs=3", "masking=set", "masking.delta_t=5", "logger.mode=offline")
+    run_killed_in_epoch(compose_config(*overrides), tmp_path, epoch=3)
+    (first,) = offline_folders(tmp_path)
+    summary = run(compose_config(*overrides), tmp_path)
+
+    (folder,) = offline_folders(tmp_path)
+    assert folder != first
+    (records,) = folder.glob("*.wandb")
+    logged = records.read_bytes()
+    for entry in summary["history"]:  # W&B stores each logged value as JSON text inside its records
+        assert json.dumps(entry["train_loss"]).encode() in logged, entry["epoch"]
+    assert b"density/features.3.weight" in logged
+
+
+def test_layer_densities_are_logged_one_chart_per_layer():
+    logged = []
+
+    class FakeRun:
+        def log(self, metrics, step):
+            logged.append((metrics, step))
+
+    tracker = WandbLogger("disabled", "rigl-repro", None, {}, Path("."))
+    tracker.run = FakeRun()
+    tracker.log({"train_loss": 1.5, "layer_densities": {"fc.weight": 0.1, "conv.weight": 0.2}}, step=7)
+    assert logged == [({"train_loss": 1.5, "density/fc.weight": 0.1, "density/conv.weight": 0.2}, 7)]
+
+
+def test_the_registry_builds_w_and_b_from_the_composed_logger_node(tmp_path):
+    options = {"name": "wandb", "mode": "disabled", "project": "rigl-repro", "entity": None}
+    tracker = build_logger(options, config={}, output_dir=tmp_path)
+    assert isinstance(tracker, WandbLogger) and tracker.run is None
+    tracker.log({"epoch": 1, "step": 4, "train_loss": 1.0}, step=4)
+    tracker.summarize({"test_acc": 0.5})
+    tracker.finish()
+    assert not (tmp_path / "wandb").exists()
+    # A process that writes nothing (ranks other than 0) gets a logger that does nothing, even for offline W&B.
+    offline = build_logger({**options, "mode": "offline"}, config={}, output_dir=tmp_path, enabled=False)
+    assert isinstance(offline, NullLogger) and not (tmp_path / "wandb").exists()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"name": "wandb", "mode": "loud", "project": "p", "entity": None},
+         "^logger.mode='loud' is not known; choose one of: online, offline, disabled$"),
+        ({"name": "wandb", "mode": "offline", "project": "p", "entity": None, "team": "x"},
+         "^logger.team is not an option of logger 'wandb'; its options are: mode, project, entity$"),
+        ({"name": "x"}, "^logger.name='x' is not known; choose one of: csv, wandb$"),
+    ],
+)  # fmt: skip
+def test_bad_logger_options_are_one_line_naming_the_option(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_logger_options(options)
+    with pytest.raises(ConfigError, match=message):  # also for a process that would log nothing
+        build_logger(options, config={}, output_dir=tmp_path, enabled=False)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,66 @@
+"""Behaviour kept bit for bit across redesigns: runs trained now against runs recorded by an earlier commit.
+
+``tests/recorded/runs.json`` was recorded by ``scripts/recorded_runs.py record`` at the commit before the
+training side's redesign (3a848f0); ``tests/recorded/old_layout`` holds a checkpoint and summary written by that
+commit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rigl_repro.training.session import run
+from tests.helpers import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDED = ROOT / "tests" / "recorded"
+
+
+def check(names: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / "scripts" / "recorded_runs.py"), "check", str(RECORDED / "runs.json"),
+               "--only", names]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def test_runs_train_as_recorded_on_one_process_and_two():
+    result = check("rigl,snfs,lottery,rigl_2_processes")  # the lottery ticket trains its pruning run first
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert result.stdout.count("identical") == 4
+
+
+@pytest.mark.slow
+def test_every_recorded_run_trains_as_recorded():
+    result = check("dense,static_erk,set,rigl,rigl_sm,snfs,small_dense,pruning,lottery,rigl_2_processes")
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+def test_a_checkpoint_of_the_previous_layout_resumes(tmp_path):
+    """The run of the recorded checkpoint, resumed at its last epoch, ends with that run's own summary."""
+    shutil.copy(RECORDED / "old_layout" / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    expected = json.loads((RECORDED / "old_layout" / "expected_summary.json").read_text())
+    cfg = compose_config("scale=smoke", "train.epochs=2", "model.width=0.5", "masking=rigl", "masking.delta_t=5",
+                         "threads=1")  # fmt: skip
+    summary = run(cfg, tmp_path)
+    for key in ("test_acc", "val_acc", "density", "layer_densities", "flops", "exploration", "epochs", "steps"):
+        assert summary[key] == expected[key], key
+    assert summary["history"] == expected["history"]
+
+
+def test_the_recording_differs_where_a_run_does(tmp_path):
+    """The check is exact: a run recorded with another seed is reported as different."""
+    recording = json.loads((RECORDED / "runs.json").read_text())
+    changed = json.loads(json.dumps(recording["rigl"]))
+    changed["summary"]["test_acc"] += 1e-9
+    changed["masks"][next(iter(changed["masks"]))] = "0" * 16
+    (tmp_path / "runs.json").write_text(json.dumps({"rigl": changed}))
+    command = [sys.executable, str(ROOT / "scripts" / "recorded_runs.py"), "check", str(tmp_path / "runs.json"),
+               "--only", "rigl"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "rigl: 2 differences" in result.stdout
+    assert ".summary.test_acc" in result.stdout and ".masks." in result.stdout

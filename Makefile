@@ -3,7 +3,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo dynamics test test-slow bench bench-distributed bench-topology test-slurm gpu-wheels gpu-check gpu-rehearse \
+.PHONY: install demo demo-seeds dynamics test test-slow bench bench-distributed bench-topology test-slurm gpu-wheels gpu-check gpu-rehearse \
 	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist
 
 ## Install: keep an installed torch and torchvision that import together (a GPU machine's own), else install
@@ -20,11 +20,22 @@ install:
 DEMO_DIR ?= outputs/demo
 
 ## The main job: dense, static, SET, RigL and SNFS on Fashion-MNIST (LeNet-5, density 0.05), then a table and a plot.
+# The dataset options of RUN_ARGS (e.g. RUN_ARGS="dataset.root=/data") reach the data fetch as well as the runs.
+FETCH_ARGS = $(filter dataset.% +dataset.%,$(RUN_ARGS))
+
 demo:
-	@$(PYTHON) scripts/fetch_data.py dataset=fashion_mnist
-	$(PYTHON) main.py -m experiment=demo output_root=$(DEMO_DIR)
+	@$(PYTHON) scripts/fetch_data.py dataset=fashion_mnist $(FETCH_ARGS)
+	$(PYTHON) main.py -m experiment=demo output_root=$(DEMO_DIR) $(RUN_ARGS)
 	$(PYTHON) scripts/demo_report.py $(DEMO_DIR)
 	$(PYTHON) scripts/mask_dynamics.py $(DEMO_DIR)
+
+DEMO_SEEDS_DIR ?= outputs/demo_seeds
+
+## The demo over seeds 0, 1 and 2 (the README's table): 15 runs, then the same table with mean +- std.
+demo-seeds:
+	@$(PYTHON) scripts/fetch_data.py dataset=fashion_mnist $(FETCH_ARGS)
+	$(PYTHON) main.py -m experiment=demo seed=0,1,2 output_root=$(DEMO_SEEDS_DIR) $(RUN_ARGS)
+	$(PYTHON) scripts/demo_report.py $(DEMO_SEEDS_DIR)
 
 DYNAMICS_ROOT ?= $(DEMO_DIR)
 
@@ -183,7 +194,7 @@ fig4:
 
 ## Beyond the report: LeNet-5 on Fashion-MNIST, 9 methods x 3 densities x 3 seeds and dense; a table and a figure.
 fmnist:
-	@$(if $(filter paper,$(SCALE)),$(PYTHON) scripts/fetch_data.py dataset=fashion_mnist)
+	@$(if $(filter paper,$(SCALE)),$(PYTHON) scripts/fetch_data.py dataset=fashion_mnist $(FETCH_ARGS))
 	-$(RUN) experiment=fmnist_dense
 	-$(RUN) experiment=fmnist
 	$(REPORT) fmnist fig_fmnist

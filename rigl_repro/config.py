@@ -4,8 +4,9 @@ report builder and the tests, which need the exact config ``main.py`` would run 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -58,6 +59,28 @@ def run_folder_name(override_dirname: str, limit: int = FOLDER_NAME_LIMIT) -> st
 # conf/config.yaml names run folders through this resolver. Registered on import: main.py and the Hydra
 # callback module (which every launcher's job process unpickles before it resolves its folder) import it.
 OmegaConf.register_new_resolver("run_folder_name", run_folder_name, replace=True)
+
+
+def run_dir(config: Mapping[str, Any], method: str, *overrides: str) -> str:
+    """The folder, below ``output_root``, of the run of ``method`` that ``config`` (any run's config: its
+    dataset, model and ``run_tag``) would have with these ``key=value`` command-line overrides.
+
+    The one spelling of the run-folder scheme: ``<dataset>-<model>-<method><run_tag>/`` and then the
+    overrides sorted and joined by ``,`` as Hydra's ``override_dirname`` joins them, through
+    ``run_folder_name``. conf/config.yaml's ``hydra.run.dir`` and ``hydra.sweep.subdir`` pass Hydra's
+    ``override_dirname`` (already sorted and joined: one item); a config that reads another run's files (the
+    lottery and re-initialisation variants) names that run by its overrides, in any order, and finds its
+    folder however the scheme changes.
+    """
+    group = f"{config['dataset']['name']}-{config['model']['name']}-{method}{config['run_tag']}"
+    return f"{group}/{run_folder_name(','.join(sorted(str(item) for item in overrides)))}"
+
+
+# ``${run_dir:pruning,'masking.density=${masking.density}','seed=${seed}'}``: the run's folder below output_root
+# (quoted: the interpolation grammar takes no bare '='). Registered on import, as run_folder_name is.
+OmegaConf.register_new_resolver(
+    "run_dir", lambda method, *overrides, _root_: run_dir(_root_, method, *overrides), replace=True
+)
 
 
 def compose_config(overrides: Sequence[str] = (), *, with_hydra: bool = False) -> DictConfig:

@@ -2,7 +2,7 @@
 and SLURM's variables), the cores it may use (its affinity, SLURM's ``SLURM_CPUS_PER_TASK``), and how many runs
 the current Hydra launcher starts at once on this machine (the joblib launcher's ``n_jobs``).
 
-Thread counts (``rigl_repro.training.threads``), data-parallel training (``rigl_repro.training.distributed``) and
+Thread counts (``rigl_repro.run.threads``), data-parallel training (``rigl_repro.training.distributed``) and
 the Optuna sweeper (``rigl_repro.sweeps``) read the launchers only through this module, so a new launcher is
 taught to the project here.
 """

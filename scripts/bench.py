@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from rigl_repro.config import compose_config  # noqa: E402
 from rigl_repro.launchers import usable_cores  # noqa: E402
-from rigl_repro.training.threads import thread_count  # noqa: E402
+from rigl_repro.run.threads import thread_count  # noqa: E402
 from rigl_repro.training.trainer import Trainer  # noqa: E402
 
 
@@ -268,7 +268,7 @@ def main() -> None:
             del trainer  # its model, data and optimizer leave the device before the next method's
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        # The trainer's thread policy (rigl_repro/training/threads.py) for both figures: one run alone uses its
+        # The trainer's thread policy (rigl_repro/run/threads.py) for both figures: one run alone uses its
         # share for one run, each of N runs at once its share for N, as under LAUNCHER=parallel JOBS=N.
         setting = bench_config("rigl", args.density, 0, args.overrides).threads
         share = thread_count(setting, usable_cores(), max(1, args.concurrent), os.environ)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from rigl_repro.config import compose_config  # noqa: E402
 from rigl_repro.launchers import usable_cores  # noqa: E402
 from rigl_repro.run.config import RunConfig, resolve_device  # noqa: E402
-from rigl_repro.training.processes import start_processes  # noqa: E402
+from rigl_repro.training.distributed import start_processes  # noqa: E402
 from rigl_repro.training.trainer import Trainer  # noqa: E402
 
 

@@ -42,7 +42,9 @@ def sparse_model_state(overrides: list[str]) -> tuple[str, dict[str, torch.Tenso
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True), int(cfg.dataset.num_classes))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     SparseEngine(model, optimizer, build_method(OmegaConf.to_container(cfg.masking, resolve=True)), 100)
-    label = f"{cfg.model.name}, {cfg.dataset.name}, {cfg.masking.name} {cfg.masking.distribution} {cfg.masking.density}"
+    masking = cfg.masking
+    label = f"{cfg.model.name}, {cfg.dataset.name}, {masking.name} {masking.get('distribution', '')} " \
+            f"{masking.get('density', '')}"
     return label, {key: tensor.detach().clone() for key, tensor in model.state_dict().items()}
 
 

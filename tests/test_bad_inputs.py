@@ -43,6 +43,9 @@ CASES = [  # (overrides, what the one line must contain)
     (["masking.distribution=weird"], "masking.distribution='weird' is not known"),
     (["masking.distribution=custom", "masking.custom_densities=/no/such/summary.json"], "masking.custom_densities="),
     (["masking=foo"], "Could not find 'masking/foo'; choose one of: dense,"),
+    (["masking=dense", "masking.alpha=0.5"], "Could not override 'masking.alpha'"),  # an option dense does not take
+    (["masking=static", "masking.redistribution=grad"], "Could not override 'masking.redistribution'"),
+    (["masking=dense", "+masking.alpha=0.5"], "masking.alpha is not an option of method 'dense'; its options are: "),
     (["dataset=nope"], "Could not find 'dataset/nope'; choose one of: cifar10,"),
     (["foo=1"], "Could not override 'foo'"),
     (["train.lr=[1"], "no viable alternative at input '[1'"),

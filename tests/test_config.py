@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from rigl_repro.config import compose_config
 
 
@@ -43,3 +45,50 @@ def test_a_run_s_folder_name_goes_through_the_resolver(tmp_path):
     (summary,) = tmp_path.rglob("summary.json")
     assert summary.parent.parent == tmp_path / "digits-small_cnn-rigl"  # one folder level: "/" did not nest
     assert len(summary.parent.name.encode()) <= 200
+
+
+def hydra_dirs(*overrides):
+    """A run's ``hydra.run.dir`` and ``hydra.sweep.subdir`` as ``main.py`` resolves them, and its config."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(list(overrides), with_hydra=True)
+    HydraConfig.instance().set_config(cfg)
+    return OmegaConf.select(cfg, "hydra.run.dir"), OmegaConf.select(cfg, "hydra.sweep.subdir"), cfg
+
+
+def test_run_dir_names_a_run_folder_as_hydra_does():
+    from rigl_repro.config import run_dir, run_folder_name
+
+    cfg = compose_config(["dataset=digits", "run_tag=-x"])
+    assert run_dir(cfg, "pruning", "variant=pruning", "seed=0", "masking.density=0.1") == (
+        "digits-small_cnn-pruning-x/masking.density=0.1,seed=0,variant=pruning"  # sorted, as override_dirname
+    )
+    assert run_dir(cfg, "rigl", "") == "digits-small_cnn-rigl-x/"
+    assert run_dir(cfg, "rigl", "note=a/b") == f"digits-small_cnn-rigl-x/{run_folder_name('note=a/b')}"
+    for overrides in (["dataset=digits", "masking=static", "masking.distribution=erk"],
+                      ["variant=rigl_sm", "masking.density=0.2", "seed=1", "scale=smoke"], []):  # fmt: skip
+        run, subdir, cfg = hydra_dirs(*overrides)
+        group = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.masking.name}{cfg.run_tag}"
+        folder = run_folder_name(cfg.hydra.job.override_dirname)
+        assert (run, subdir) == (f"{cfg.output_root}/{group}/{folder}", f"{group}/{folder}")  # the scheme before
+
+
+@pytest.mark.parametrize(
+    "variant, source_method, source_variant",
+    [("lottery", "pruning", "pruning"), ("rigl_reinit", "rigl", "rigl_sm"), ("rigl_reinit_erk", "rigl", "rigl_sm_erk")],
+)
+@pytest.mark.parametrize("extra", [[], ["scale=smoke"], ["experiment=table3_lottery"], ["experiment=table1"]])
+def test_a_variant_finds_its_source_run_s_folder(variant, source_method, source_variant, extra):
+    point = ["masking.density=0.2", "seed=1"]
+    _, _, cfg = hydra_dirs(f"variant={variant}", *point, *extra)
+    group = f"{cfg.output_root}/{cfg.dataset.name}-{cfg.model.name}-{source_method}{cfg.run_tag}"
+    assert cfg.source_run == f"{group}/masking.density={cfg.masking.density},seed={cfg.seed},variant={source_variant}"
+    source, _, _ = hydra_dirs(f"variant={source_variant}", *point, *extra)  # the folder that run really has
+    assert cfg.source_run == source
+    expected = {"custom_densities": f"{source}/summary.json"}
+    if variant == "lottery":
+        expected.update(trained_weights=f"{source}/checkpoint.pt", initial_weights=f"{source}/initial.pt")
+    else:
+        expected.update(initial_mask=f"{source}/checkpoint.pt")
+    assert {key: cfg.masking[key] for key in expected} == expected

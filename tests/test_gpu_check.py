@@ -122,13 +122,39 @@ def test_junit_counts_and_failure_messages(gpu_check, tmp_path):
     assert gpu_check.junit_summary(tmp_path / "missing.xml") is None
 
 
+def git_tree(root: Path, files: dict[str, int], ignore: str = "") -> Path:
+    """A git repository at ``root`` with ``files`` (path -> bytes), the first committed, and a .gitignore."""
+    import subprocess
+
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / ".gitignore").write_text(ignore)
+    for name, size in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"\0" * size)
+    first = next(iter(files))
+    subprocess.run(["git", "-C", str(root), "add", first, ".gitignore"], check=True)
+    return root
+
+
 def test_what_would_travel_is_measured_against_the_limit(gpu_check, tmp_path, capsys):
+    tree = git_tree(tmp_path / "tree", {"code.py": 2**19, "notes.txt": 2**19})  # tracked + untracked
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     (wheels / "a-1.0-py3-none-any.whl").write_bytes(b"\0" * 2**20)
-    assert gpu_check.carry_size(ROOT, [wheels], limit_mib=60) == 0
-    assert "1.00 MiB  a-1.0-py3-none-any.whl" in capsys.readouterr().out
-    assert gpu_check.carry_size(ROOT, [wheels], limit_mib=1) == 1  # the working tree comes on top
+    assert gpu_check.carry_size(tree, [wheels], limit_mib=60) == 0
+    out = capsys.readouterr().out
+    assert "1.00 MiB  a-1.0-py3-none-any.whl" in out and "1.00 MiB  working tree" in out
+    assert gpu_check.carry_size(tree, [wheels], limit_mib=1.5) == 1  # the working tree comes on top
+
+
+def test_what_git_ignores_does_not_travel(gpu_check, tmp_path, capsys):
+    """A virtual environment in the checkout (100 MB here) is ignored, as the project's .gitignore ignores it."""
+    ignore = (ROOT / ".gitignore").read_text()
+    tree = git_tree(tmp_path / "tree", {"code.py": 10, ".venv/lib/torch.so": 100 * 2**20, "venv/x": 10,
+                                        ".conda/y": 10, "outputs/run/checkpoint.pt": 2**20}, ignore)  # fmt: skip
+    assert [path.name for path in gpu_check.travelling_files(tree)] == [".gitignore", "code.py"]
+    assert gpu_check.carry_size(tree, [], limit_mib=1) == 0
 
 
 def test_an_unknown_part_is_refused_before_anything_runs(gpu_check, tmp_path, capsys):

@@ -23,6 +23,21 @@ def test_help_lists_the_config_groups(tmp_path):
     assert "logger: csv, wandb" in result.stdout
 
 
+def test_help_describes_every_top_level_option_and_group(tmp_path):
+    """Each option of conf/config.yaml (and the groups' own top-level keys) has its line in --help, with the
+    values it takes; so has every config group."""
+    from tests.helpers import compose_config
+
+    help_text = main_py("--help", cwd=tmp_path).stdout
+    described = help_text.split("== Top-level options ==")[1].split("== Choices ==")[0]
+    options = [key for key in compose_config() if key not in ("dataset", "model", "train", "masking", "logger")]
+    for key in options:
+        assert f"\n{key}=" in described or f"\n{key}." in described, f"{key} is not described in --help"
+    for group in sorted(path.name for path in (ROOT / "conf").iterdir() if path.is_dir() and path.name != "hydra"):
+        assert group in described, f"group {group} is not described in --help"
+    assert "device=auto          auto (CUDA if there is one) | cpu | cuda | cuda:N" in described
+
+
 def test_a_run_with_offline_wandb_writes_its_outputs_under_output_root(tmp_path):
     overrides = ("dataset=digits", "train.epochs=2", "masking.delta_t=10", f"output_root={tmp_path}/runs")
     result = main_py(*overrides, cwd=tmp_path)

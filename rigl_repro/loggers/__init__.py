@@ -4,29 +4,20 @@ package is imported here, so a new logger is one new file (a ``Logger`` subclass
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rigl_repro.errors import ConfigError, require_choice
 from rigl_repro.loggers.base import Logger, NullLogger
+from rigl_repro.registry import import_modules, named_subclasses
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_modules(__name__, __path__)
 
 
 def available_loggers() -> dict[str, type[Logger]]:
     """Every registered logger by name."""
-    found: dict[str, type[Logger]] = {}
-    pending = [Logger]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        if cls.name:
-            found[cls.name] = cls
-    return dict(sorted(found.items()))
+    return named_subclasses(Logger)
 
 
 def validate_logger_options(options: Mapping[str, Any]) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -30,16 +30,25 @@ from rigl_repro.flops.counting import layer_flops
 from rigl_repro.models import build_model, count_sparsifiable_weights, meta_model
 from rigl_repro.run.config import RunConfig, resolve_device
 from rigl_repro.run.recipe import enabled, learning_rate_factor
+from rigl_repro.run.threads import apply_thread_policy
 from rigl_repro.sparsity import SparseEngine
 from rigl_repro.sparsity.masks import weight_shapes
 from rigl_repro.sparsity.methods.base import SparseMethod
 from rigl_repro.sparsity.schedules import schedule_length
-from rigl_repro.training.threads import apply_thread_policy
-
-if TYPE_CHECKING:
-    from rigl_repro.training.processes import SingleProcess
 
 log = logging.getLogger(__name__)
+
+
+class Placement(Protocol):
+    """What building a run asks of the processes that train it (``rigl_repro.training.processes``)."""
+
+    uses_global_batchnorm: bool
+
+    def device(self, requested: torch.device) -> torch.device: ...
+    def main_first(self) -> AbstractContextManager[None]: ...
+    def prepare_model(self, model: nn.Module) -> nn.Module: ...
+    def wrap(self, model: nn.Module) -> nn.Module: ...
+    def seed_own_stream(self, seed: int) -> None: ...
 
 
 @dataclass
@@ -80,9 +89,6 @@ def plan_run(config: RunConfig, train_size: int | None = None) -> RunPlan:
     method, dataset = config.method(), config.dataset
     train_size = dataset.train_size if train_size is None else train_size
     batch_size = config.train.batch_size
-    if batch_size > train_size:
-        raise ConfigError(f"train.batch_size={batch_size} is larger than the {train_size} training images; "
-                          "expected at most their number")  # fmt: skip
     options, classes = config.model.options, dataset.num_classes
     width = method.width_multiplier(lambda w: count_sparsifiable_weights(options, classes, w))
     model = meta_model(options, classes, width)
@@ -146,7 +152,7 @@ class RunParts:
     criterion: nn.Module
 
 
-def build_run(config: RunConfig, processes: SingleProcess) -> RunParts:
+def build_run(config: RunConfig, processes: Placement) -> RunParts:
     """Build ``config``'s run for this process (its device, its share of the model's wrapping)."""
     recipe, seed = config.train, config.seed
     device = processes.device(resolve_device(str(config.options.device)))
@@ -157,6 +163,9 @@ def build_run(config: RunConfig, processes: SingleProcess) -> RunParts:
     torch.manual_seed(seed)
     with processes.main_first():  # one download into shared files, then every rank reads them
         data = load_splits(config.dataset.options, device)
+    if recipe.batch_size > len(data.train):
+        raise ConfigError(f"train.batch_size={recipe.batch_size} is larger than the {len(data.train)} training "
+                          "images; expected at most their number")  # fmt: skip
     plan = plan_run(config, train_size=len(data.train))
     model = build_model(config.model.options, config.dataset.num_classes, plan.width)
     model = processes.prepare_model(model.to(device, memory_format=precision.memory_format))
@@ -203,4 +212,4 @@ def count_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     return correct
 
 
-__all__ = ["Precision", "RunParts", "RunPlan", "build_run", "count_correct", "plan_run", "select_kernels"]
+__all__ = ["Placement", "Precision", "RunParts", "RunPlan", "build_run", "count_correct", "plan_run", "select_kernels"]

@@ -7,25 +7,48 @@ bad value stops there, in one line naming the option, before any file is touched
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import signal
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rigl_repro.errors import ConfigError, require_bool, require_choice, require_int
 from rigl_repro.data.splits import validate_dataset_options
+from rigl_repro.errors import ConfigError, require_bool, require_choice, require_int
 from rigl_repro.loggers import validate_logger_options
 from rigl_repro.run.identity import identity_changes, run_identity
 from rigl_repro.run.recipe import Recipe
+from rigl_repro.run.threads import validate_threads
 from rigl_repro.sparsity import build_method
 from rigl_repro.sparsity.methods.base import SparseMethod
-from rigl_repro.training.preemption import signal_numbers
-from rigl_repro.training.threads import validate_threads
 
 BACKENDS = ("auto", "nccl", "gloo")
 RUN_OPTIONS = ("seed", "device", "threads", "deterministic")  # top-level options of one run
+UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
+
+
+def signal_numbers(names: Sequence[str] | str | None) -> list[signal.Signals]:
+    """``["SIGUSR2"]`` (or ``"USR2"``) -> the signals, with a one-line error for anything that is not a list of
+    signals a process can catch here."""
+    if names is None:
+        return []
+    if isinstance(names, (int, float)) or not isinstance(names, (str, Sequence)):
+        raise ConfigError(f"checkpoint.on_signals={names!r} is invalid; expected a list of signal names such as "
+                          "[SIGUSR2], or [] for none")  # fmt: skip
+    numbers = []
+    for name in [names] if isinstance(names, str) else names:
+        key = str(name).upper()
+        number = signal.Signals.__members__.get(key if key.startswith("SIG") else f"SIG{key}")
+        if number is None or number in UNCATCHABLE:
+            reason = "cannot be caught" if number is not None else "is not a signal here"
+            raise ConfigError(
+                f"checkpoint.on_signals contains {name!r}, which {reason}; expected names such as SIGUSR2 or "
+                "SIGTERM, or [] for none"
+            )
+        numbers.append(number)
+    return numbers
 
 
 def typed(cls: type, options: Mapping[str, Any], group: str) -> Any:
@@ -54,24 +77,20 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """The ``dataset`` group: what the trainer reads by name, and every option for the dataset's loader."""
+    """The ``dataset`` group: what the run reads by name, and every option for the dataset's loader. The sizes
+    are read when a run is planned; the loader checks them against the data (``load_splits``)."""
 
     name: str
     num_classes: int
     channels: int
     image_size: int
-    train_pool: int
-    val_size: int
     options: dict[str, Any]
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DatasetConfig:
         validate_dataset_options(options)
-        require_int("dataset.train_pool", options["train_pool"], 1)
-        require_int("dataset.val_size", options["val_size"], 0)
         return cls(str(options["name"]), int(options["num_classes"]), int(options["channels"]),
-                   int(options["image_size"]), int(options["train_pool"]), int(options["val_size"]),
-                   dict(options))  # fmt: skip
+                   int(options["image_size"]), dict(options))  # fmt: skip
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -80,7 +99,7 @@ class DatasetConfig:
     @property
     def train_size(self) -> int:
         """Training images once the validation set is held out (the planned count; the data confirm it)."""
-        return self.train_pool - self.val_size
+        return int(self.options["train_pool"]) - int(self.options["val_size"])
 
 
 @dataclass(frozen=True)
@@ -152,17 +171,16 @@ class RunConfig:
 
     @classmethod
     def from_hydra(cls, cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
-        """Read and validate a composed config (Hydra's, or a saved one as a plain mapping). Parts an older
-        saved config lacks (distributed, logger, checkpoint) take their defaults."""
+        """Read and validate a composed config (Hydra's, or the same resolved as a plain mapping)."""
         resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
         config = cls(
             dataset=DatasetConfig.from_options(resolved["dataset"]),
             model=ModelConfig(str(resolved["model"]["name"]), dict(resolved["model"])),
             train=Recipe.from_config(resolved["train"]),
             masking=dict(resolved["masking"]),
-            distributed=typed(DistributedConfig, resolved.get("distributed", {}), "distributed"),
-            logger=dict(resolved.get("logger") or {"name": "wandb", "mode": "disabled", "project": "rigl-repro"}),
-            checkpoint=typed(CheckpointConfig, resolved.get("checkpoint", {}), "checkpoint"),
+            distributed=typed(DistributedConfig, resolved["distributed"], "distributed"),
+            logger=dict(resolved["logger"]),
+            checkpoint=typed(CheckpointConfig, resolved["checkpoint"], "checkpoint"),
             options=RunOptions(**{key: resolved[key] for key in RUN_OPTIONS if key in resolved}),
             resolved=resolved,
         )

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rigl_repro.data import location_options
+from rigl_repro.sparsity.methods import canonical_masking
 
 IDENTITY_KEYS = ("dataset", "model", "masking", "train", "seed")
 # Training options that change how fast a run goes, not what it computes (same optimizer, schedule, data
@@ -22,6 +23,8 @@ EXECUTION_OPTIONS = ("amp", "channels_last", "compile", "eval_batch_size")
 def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a run's resolved configuration (a plain mapping) that determines its results."""
     identity = {key: config.get(key) for key in IDENTITY_KEYS}
+    if isinstance(identity["masking"], Mapping):  # only the options its method takes, in either layout
+        identity["masking"] = canonical_masking(identity["masking"])
     if isinstance(identity["train"], Mapping):
         identity["train"] = {k: v for k, v in identity["train"].items() if k not in EXECUTION_OPTIONS}
     if isinstance(identity["dataset"], Mapping):
@@ -47,13 +50,25 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+class Absent:
+    """An option one of two configs lacks: it differs from every value, None included, as identities compared
+    whole (the reports' index) differ."""
+
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+ABSENT = Absent()
+
+
 def identity_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """How the identity of the run of config ``current`` differs from that of ``saved``: one
-    ``(option, saved value, current value)`` per differing option (dotted names, sorted); empty if the two
-    configs are one run."""
+    ``(option, saved value, current value)`` per differing option (dotted names, sorted; ``ABSENT`` where a
+    config lacks it); empty exactly when the two identities are equal."""
     before, after = flatten(run_identity(saved)), flatten(run_identity(current))
-    return [(key, before.get(key), after.get(key)) for key in sorted(before.keys() | after.keys())
-            if before.get(key) != after.get(key)]  # fmt: skip
+    keys = sorted(before.keys() | after.keys())
+    return [(key, before.get(key, ABSENT), after.get(key, ABSENT)) for key in keys
+            if before.get(key, ABSENT) != after.get(key, ABSENT)]  # fmt: skip
 
 
 def describe_changes(changes: list[tuple[str, Any, Any]], limit: int = 4) -> str:

@@ -46,7 +46,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rigl_repro.errors import ConfigError, TrainingDiverged
-from rigl_repro.launchers import Launch
+from rigl_repro.launchers import Launch, launch_from_environment
 from rigl_repro.training.batchnorm import GlobalBatchNorm
 from rigl_repro.training.processes import SingleProcess
 from rigl_repro.training.run_folder import RunFolderBusy, run_folder_lock
@@ -325,6 +325,16 @@ class DataParallel(SingleProcess):
     def write_json(self, path: Path, data: Any) -> None:
         if self.writes:
             super().write_json(path, data)
+
+
+def start_processes(options: Any, requested: torch.device, batch_size: int) -> SingleProcess:
+    """This process's part of the run: a single process, or one rank of several when a launcher started
+    several (``DataParallel.start`` joins their process group, with one-line errors for a set-up that cannot
+    work)."""
+    launch = launch_from_environment(os.environ)
+    if launch.world_size == 1:
+        return SingleProcess()
+    return DataParallel.start(launch, options, requested, batch_size)
 
 
 class ReplicasDiverged(TrainingDiverged):

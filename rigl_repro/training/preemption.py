@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
-from rigl_repro.errors import ConfigError
+from rigl_repro.run.config import signal_numbers
 
 log = logging.getLogger(__name__)
 
@@ -26,31 +26,6 @@ Handler = Callable[[int, FrameType | None], Any] | int | None
 
 class Stopped(RuntimeError):
     """The run was told to stop, checkpointed, and the previous handler of the signal did not end it."""
-
-
-UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
-
-
-def signal_numbers(names: Sequence[str] | str | None) -> list[signal.Signals]:
-    """``["SIGUSR2"]`` (or ``"USR2"``) -> the signals, with a one-line error for anything that is not a list of
-    signals a process can catch here."""
-    if names is None:
-        return []
-    if isinstance(names, (int, float)) or not isinstance(names, (str, Sequence)):
-        raise ConfigError(f"checkpoint.on_signals={names!r} is invalid; expected a list of signal names such as "
-                          "[SIGUSR2], or [] for none")  # fmt: skip
-    numbers = []
-    for name in [names] if isinstance(names, str) else names:
-        key = str(name).upper()
-        number = signal.Signals.__members__.get(key if key.startswith("SIG") else f"SIG{key}")
-        if number is None or number in UNCATCHABLE:
-            reason = "cannot be caught" if number is not None else "is not a signal here"
-            raise ConfigError(
-                f"checkpoint.on_signals contains {name!r}, which {reason}; expected names such as SIGUSR2 or "
-                "SIGTERM, or [] for none"
-            )
-        numbers.append(number)
-    return numbers
 
 
 class StopRequest:

@@ -2,14 +2,13 @@
 
 ``SingleProcess`` is a run trained by this process alone, where every answer is the plain thing (the whole
 batch is its share, sums are already global, it writes the run folder). ``rigl_repro.training.distributed``'s
-``DataParallel`` answers the same questions for one rank of several. ``start_processes`` picks one from what
-the launcher says (``rigl_repro.launchers``).
+``DataParallel`` answers the same questions for one rank of several; its ``start_processes`` picks one of the
+two from what the launcher says (``rigl_repro.launchers``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rigl_repro.launchers import launch_from_environment
 from rigl_repro.results import atomic_write_json
 from rigl_repro.training.checkpoint import save_checkpoint
 from rigl_repro.training.run_folder import run_folder_lock
@@ -124,15 +122,3 @@ class SingleProcess:
     def progress_bar(self, **options: Any) -> tqdm:
         """A progress bar, shown on a terminal (not in logs or CI)."""
         return tqdm(disable=None, **options)
-
-
-def start_processes(options: Any, requested: torch.device, batch_size: int) -> SingleProcess:
-    """This process's part of the run: a single process, or one rank of several when a launcher started
-    several (``DataParallel.start`` joins their process group, with one-line errors for a set-up that cannot
-    work)."""
-    launch = launch_from_environment(os.environ)
-    if launch.world_size == 1:
-        return SingleProcess()
-    from rigl_repro.training.distributed import DataParallel  # torch.distributed only where it is used
-
-    return DataParallel.start(launch, options, requested, batch_size)

@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 from rigl_repro.results import read_summary
 from rigl_repro.run.config import RunConfig, resolve_device
 from rigl_repro.training.checkpoint import CheckpointError
-from rigl_repro.training.processes import SingleProcess, start_processes
+from rigl_repro.training.distributed import start_processes
+from rigl_repro.training.processes import SingleProcess
 from rigl_repro.training.trainer import Trainer
 
 log = logging.getLogger(__name__)

@@ -4,17 +4,18 @@ record that reports, exports and sweeps read."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from torch import nn
 
 from rigl_repro.flops.accounting import flop_summary, pretraining_flops
+from rigl_repro.run.build import RunPlan
+from rigl_repro.sparsity import SparseEngine
+from rigl_repro.training.state import RunState
 
-if TYPE_CHECKING:
-    from rigl_repro.training.trainer import Trainer
 
-
-def run_flops(trainer: Trainer) -> dict[str, Any]:
+def run_flops(plan: RunPlan, engine: SparseEngine) -> dict[str, Any]:
     """Inference and training FLOPs of the run, integrated over the topologies it had."""
-    plan, engine = trainer.plan, trainer.engine
     return flop_summary(
         plan.layer_flops,
         {layer.name: layer.size for layer in engine.layers},
@@ -27,14 +28,16 @@ def run_flops(trainer: Trainer) -> dict[str, Any]:
     )
 
 
-def run_summary(trainer: Trainer, test_acc: float) -> dict[str, Any]:
-    """The summary of ``trainer``'s finished run, whose test accuracy is ``test_acc``."""
-    engine, method, config = trainer.engine, trainer.method, trainer.config
+def run_summary(plan: RunPlan, engine: SparseEngine, model: nn.Module, state: RunState, test_acc: float,
+                cpu_threads: int, processes: int) -> dict[str, Any]:  # fmt: skip
+    """The summary of the finished run ``plan`` describes, trained with ``engine`` and ``model`` to ``state``,
+    whose test accuracy is ``test_acc``."""
+    method, config = plan.method, plan.config
     budget = method.budget([layer.name for layer in engine.layers])
     return {
         "config": config.resolved,
         "method": method.name,
-        "val_acc": trainer.history[-1]["val_acc"],
+        "val_acc": state.history[-1]["val_acc"],
         "test_acc": test_acc,
         "density": engine.overall_density(budget or None),
         "budgeted_layers": budget,
@@ -43,15 +46,15 @@ def run_summary(trainer: Trainer, test_acc: float) -> dict[str, Any]:
         "initial_density": engine.initial_density(),
         "exploration": engine.overall_exploration(),
         "layer_exploration": engine.exploration(),
-        "flops": run_flops(trainer),
-        "width_multiplier": config.model.options.get("width") if trainer.plan.width is None else trainer.plan.width,
-        "parameters": sum(p.numel() for p in trainer.model.parameters()),
-        "epochs": trainer.epochs,
-        "steps": trainer.total_steps,
-        "steps_per_epoch": trainer.steps_per_epoch,
-        "wall_time_s": trainer.state.wall_time,
-        "cpu_threads": trainer.threads,
-        "processes": trainer.processes.world_size,
-        "history": trainer.history,
+        "flops": run_flops(plan, engine),
+        "width_multiplier": config.model.options.get("width") if plan.width is None else plan.width,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "epochs": plan.epochs,
+        "steps": plan.total_steps,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "wall_time_s": state.wall_time,
+        "cpu_threads": cpu_threads,
+        "processes": processes,
+        "history": state.history,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

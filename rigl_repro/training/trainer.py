@@ -125,7 +125,9 @@ class Trainer:
         try:
             with self.stop:
                 self.train_epochs(logger, checkpoint)
-            summary = run_summary(self, test_acc=self.evaluate(self.data.test))
+            test_acc = self.evaluate(self.data.test)
+            summary = run_summary(self.plan, self.engine, self.model, self.state, test_acc, self.threads,
+                                  self.processes.world_size)  # fmt: skip
             logger.log({"test_acc": summary["test_acc"]}, step=self.total_steps)
             keys = ("test_acc", "val_acc", "density", "flops", "epochs", "wall_time_s", "layer_densities")
             logger.summarize({key: summary[key] for key in keys})

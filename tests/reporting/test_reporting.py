@@ -132,8 +132,8 @@ def test_the_fashion_mnist_table_has_no_report_column(index, tmp_path):
 
 
 def test_the_mask_dynamics_script_tables_and_plots_finished_runs(tmp_path):
-    for method in ("static", "rigl", "dense"):
-        run(compose_config("train.epochs=2", "masking.delta_t=5", f"masking={method}", "masking.density=0.1"),
+    for method, interval in (("static", []), ("rigl", ["masking.delta_t=5"]), ("dense", [])):
+        run(compose_config("train.epochs=2", *interval, f"masking={method}", "masking.density=0.1"),
             tmp_path / method)  # fmt: skip
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mask_dynamics.py"), str(tmp_path)],
                             capture_output=True, text=True)  # fmt: skip
@@ -152,3 +152,16 @@ def test_the_mask_dynamics_script_says_when_there_is_nothing_to_show(tmp_path):
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         f"error: no finished sparse run with mask dynamics below {tmp_path}"
     ]
+
+
+@pytest.mark.parametrize("variant", ["dense", "static", "pruning", "small_dense"])
+def test_runs_of_the_old_masking_layout_read_as_runs_of_the_new(index, variant):
+    """Summaries written before each method took only its own options hold all the shared keys."""
+    from tests.sparsity.test_config import OLD_SHARED
+
+    summary = write_run(index, "table2", [f"variant={variant}", "masking.density=0.1"], 0, 0.9)
+    old = json.loads(json.dumps(summary))
+    old["config"]["masking"] = {**OLD_SHARED, **summary["config"]["masking"]}
+    new_row, old_row = (runs_frame([s]).drop(columns="run_dir") for s in (summary, old))
+    assert new_row.equals(old_row)
+    assert new_row.loc[0, "density"] == 0.1 and new_row.loc[0, "method"] == variant

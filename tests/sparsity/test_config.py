@@ -1,16 +1,36 @@
 """Bad masking options fail before training with one message that names the option and what it accepts."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.sparsity import SparseEngine, available_methods, build_method
-from tests.helpers import make_run
+from rigl_repro.sparsity.methods import canonical_masking
+from tests.helpers import compose_config, make_run
+from tests.sparsity.test_engine import CONFIGS
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "masking"
+# The nine keys every conf/masking file repeated before each method took only its own options, with their
+# values then, and each file's own keys: the layout of the masking node in older summaries and checkpoints.
+OLD_SHARED = {
+    "density": 0.1, "distribution": "uniform", "erk_power_scale": 1.0, "custom_densities": None, "alpha": 0.3,
+    "delta_t": 100, "t_end_fraction": 0.75, "redistribution": "none", "update_timing": "report_code",
+    "drop_rounding": "ceil",
+}  # fmt: skip
+OLD_DROP_AND_GROW = {"regrown": "zero", "adjust_prune_rate": True, "redistribution_rule": "capped", "initial_mask": ""}
+OLD_OWN = {
+    "dense": {"name": "dense"},
+    "lottery": {"name": "lottery", "trained_weights": "", "initial_weights": ""},
+    "pruning": {"name": "pruning", "start_fraction": 0.00796, "end_fraction": 0.75, "scope": "global"},
+    "rigl": {"name": "rigl", **OLD_DROP_AND_GROW},
+    "rigl_sg": {"name": "rigl", **OLD_DROP_AND_GROW, "redistribution": "grad"},
+    "rigl_sm": {"name": "rigl", **OLD_DROP_AND_GROW, "redistribution": "momentum"},
+    "set": {"name": "set", **OLD_DROP_AND_GROW},
+    "small_dense": {"name": "small_dense", "width_rule": "sqrt"},
+    "snfs": {"name": "snfs", **OLD_DROP_AND_GROW, "redistribution": "momentum", "regrown": "keep",
+             "growth_momentum": "optimizer", "momentum_coefficient": 0.9},
+    "static": {"name": "static"},
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -80,9 +100,77 @@ def test_total_steps_must_be_positive():
 
 
 def test_every_method_has_a_config_and_every_config_builds():
-    configs = {path.stem: OmegaConf.to_container(OmegaConf.load(path)) for path in sorted(CONF.glob("*.yaml"))}
+    configs = CONFIGS  # each conf/masking file composed with the shared options it lists
     assert set(available_methods()) <= set(configs)
     for stem, config in configs.items():
         method = build_method(config)
         assert set(config) - {"name"} == set(method.option_names()), stem
     assert configs["rigl_sg"]["redistribution"] == "grad" and configs["rigl_sm"]["redistribution"] == "momentum"
+
+
+def old_layout(stem, **changes):
+    """The masking node that choice ``stem`` composed to before each method took only its own options."""
+    return {**OLD_SHARED, **OLD_OWN[stem], **changes}
+
+
+def test_the_old_layout_above_is_every_method_s_own_options_plus_the_shared_keys():
+    for stem, config in CONFIGS.items():
+        assert set(config) <= set(old_layout(stem)), stem
+        assert {key: old_layout(stem)[key] for key in config} == config, stem  # no default changed
+
+
+def test_a_composed_node_holds_only_its_method_s_options_whatever_the_scale_or_dataset():
+    for stem in CONFIGS:
+        for extra in ([], ["scale=smoke"], ["dataset=cifar100"]):
+            masking = OmegaConf.to_container(compose_config(f"masking={stem}", *extra).masking, resolve=True)
+            method = build_method(masking)
+            assert set(masking) == {"name", *method.option_names()}, (stem, extra)
+    dropped = {"alpha", "t_end_fraction", "redistribution", "update_timing", "drop_rounding"}
+    assert not dropped & set(CONFIGS["static"]) and not dropped & set(CONFIGS["lottery"])
+    assert set(CONFIGS["dense"]) == {"name", "density"}
+    assert set(CONFIGS["small_dense"]) == {"name", "density", "width_rule"}
+    assert "delta_t" not in CONFIGS["static"] and "delta_t" not in CONFIGS["lottery"]
+    assert not {"alpha", "t_end_fraction", "redistribution"} & set(CONFIGS["pruning"])
+
+
+def test_the_class_defaults_are_the_files_defaults():
+    """Each method's options have one default: its class's is its composed file's."""
+    for stem, config in CONFIGS.items():
+        if stem not in ("rigl_sg", "rigl_sm"):  # RigL with another redistribution
+            assert {**available_methods()[config["name"]].option_defaults(), "name": config["name"]} == config, stem
+
+
+def test_a_method_refuses_an_option_it_does_not_read():
+    message = r"masking.alpha is not an option of method 'dense'; its options are: density$"
+    with pytest.raises(ConfigError, match=message):
+        build_method({"name": "dense", "alpha": 0.5})
+    for name, option in [("static", "redistribution"), ("small_dense", "distribution"), ("pruning", "alpha"),
+                         ("lottery", "t_end_fraction"), ("static", "update_timing"), ("static", "delta_t")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=f"masking.{option} is not an option of method '{name}'"):
+            build_method({"name": name, option: OLD_SHARED[option]})
+
+
+@pytest.mark.parametrize("stem", list(OLD_OWN))
+def test_old_and_new_layouts_of_one_run_have_one_canonical_masking(stem):
+    assert canonical_masking(old_layout(stem)) == canonical_masking(CONFIGS[stem]) == CONFIGS[stem]
+    taken = set(CONFIGS[stem])
+    cases = [
+        ({"density": 0.2}, ["masking.density=0.2"]),
+        ({"distribution": "erk"}, ["masking.distribution=erk"]),
+        ({"delta_t": 8}, ["scale=smoke"]),
+        ({"alpha": 0.5, "delta_t": 250}, ["masking.alpha=0.5", "masking.delta_t=250"]),
+        ({"redistribution": "grad", "update_timing": "google"}, ["masking.redistribution=grad",
+                                                                 "masking.update_timing=google"]),
+    ]  # fmt: skip
+    for changes, overrides in cases:
+        meaningful = [override for override in overrides if override.startswith("scale=")
+                      or override.split("=")[0].removeprefix("masking.") in taken]  # fmt: skip
+        new = OmegaConf.to_container(compose_config(f"masking={stem}", *meaningful).masking, resolve=True)
+        assert canonical_masking(old_layout(stem, **changes)) == canonical_masking(new), (stem, changes)
+
+
+def test_canonical_masking_keeps_the_method_s_options_only_and_leaves_an_unknown_method_alone():
+    assert canonical_masking({"name": "rigl", "density": 0.2}) == {"name": "rigl", "density": 0.2}  # never filled
+    assert canonical_masking({"name": "dense", "alpha": 0.5, "distribution": "erk"}) == {"name": "dense"}
+    assert canonical_masking({"name": "gone", "alpha": 0.5}) == {"name": "gone", "alpha": 0.5}
+    assert canonical_masking({"alpha": 0.5}) == {"alpha": 0.5}

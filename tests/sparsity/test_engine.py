@@ -11,25 +11,32 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from rigl_repro.models import small_cnn
-from rigl_repro.sparsity import SparseEngine
+from rigl_repro.sparsity import SparseEngine, available_methods
 from rigl_repro.sparsity.methods import DropAndGrow
-from tests.helpers import batch_for, make_run, train
+from tests.helpers import batch_for, compose_config, make_run, train
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "masking"
-CONFIGS = {path.stem: OmegaConf.to_container(OmegaConf.load(path)) for path in sorted(CONF.glob("*.yaml"))}
+# Each choice's masking node as composed (its method file with the shared conf/masking_options it lists).
+CONFIGS = {
+    path.stem: OmegaConf.to_container(compose_config(f"masking={path.stem}").masking, resolve=True)
+    for path in sorted(CONF.glob("*.yaml"))
+}
 # Options some methods need to run in a 400-step test.
 RUN_OPTIONS = {"pruning": {"start_fraction": 0.1, "end_fraction": 0.8}}
 
 
 @pytest.fixture
 def masking_for(tmp_path):
-    """The test options of a config: the YAML, short-run overrides, and weight files for lottery tickets."""
+    """The test options of a config: the composed YAML, the short-run overrides its method takes (dense has no
+    alpha), and weight files for lottery tickets."""
     torch.manual_seed(123)
     torch.save(small_cnn(width=0.25).state_dict(), tmp_path / "init.pt")
     torch.save(small_cnn(width=0.25).state_dict(), tmp_path / "trained.pt")
     files = {"trained_weights": str(tmp_path / "trained.pt"), "initial_weights": str(tmp_path / "init.pt")}
 
     def build(stem, **overrides):
+        taken = available_methods()[CONFIGS[stem]["name"]].option_names()
+        overrides = {option: value for option, value in overrides.items() if option in taken}
         config = {**CONFIGS[stem], **RUN_OPTIONS.get(CONFIGS[stem]["name"], {}), **overrides}
         if config["name"] == "lottery":
             config.update(files)

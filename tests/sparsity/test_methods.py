@@ -213,7 +213,7 @@ def test_pruning_starts_dense_reaches_the_target_and_never_grows(scope):
     first, *budget = engine.layers
     assert first.density == 1.0  # Uniform's first layer is outside the budget and stays dense
     assert sum(layer.n_active for layer in budget) == round(0.1 * sum(layer.size for layer in budget))
-    _, _, static_engine = make_run({"name": "static", **options}, total_steps=100)
+    _, _, static_engine = make_run({"name": "static", "density": 0.1, "distribution": "uniform"}, total_steps=100)
     same_layers = engine.layer_densities() == static_engine.layer_densities()
     assert same_layers == (scope == "layerwise")  # global pruning learns its own per-layer densities
 

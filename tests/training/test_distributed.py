@@ -22,9 +22,8 @@ from torch import nn
 from rigl_repro.launchers import Launch
 from rigl_repro.run.config import RunConfig
 from rigl_repro.training.batchnorm import GlobalBatchNorm
-from rigl_repro.training.distributed import DataParallel, ReplicasDiverged
+from rigl_repro.training.distributed import DataParallel, ReplicasDiverged, start_processes
 from rigl_repro.training.preemption import Stopped
-from rigl_repro.training.processes import start_processes
 from rigl_repro.training.trainer import Trainer
 from tests.helpers import compose_config
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from rigl_repro.errors import ConfigError
+from rigl_repro.run.config import signal_numbers
 from rigl_repro.sparsity import SparseEngine
-from rigl_repro.training.preemption import Stopped, StopRequest, signal_numbers
+from rigl_repro.training.preemption import Stopped, StopRequest
 from rigl_repro.training.session import run
 from tests.helpers import compose_config
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rigl_repro.training.threads import usable_cores
+from rigl_repro.launchers import usable_cores
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]

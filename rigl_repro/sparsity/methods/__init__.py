@@ -1,30 +1,29 @@
 """Sparse-training methods, one module each. Every module in this package is imported here, so a new
-method is one new file (a ``SparseMethod`` subclass with a ``name``) plus one ``conf/masking/*.yaml``."""
+method is one new file (a ``SparseMethod`` subclass with a ``name``, deriving from the option groups it
+reads) plus one ``conf/masking/*.yaml`` (the same groups' ``conf/masking_options`` files in its defaults)."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.sparsity.methods.base import DropAndGrow, SparseMethod
+from rigl_repro.registry import import_modules, named_subclasses
+from rigl_repro.sparsity.methods.base import (
+    LayerwiseDistribution,
+    SparseMethod,
+    TargetDensity,
+    UpdateInterval,
+    UpdateSchedule,
+)
+from rigl_repro.sparsity.methods.drop_and_grow import DropAndGrow
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_modules(__name__, __path__)
 
 
 def available_methods() -> dict[str, type[SparseMethod]]:
     """Every registered method by name."""
-    found: dict[str, type[SparseMethod]] = {}
-    pending = [SparseMethod]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        if cls.name:
-            found[cls.name] = cls
-    return dict(sorted(found.items()))
+    return named_subclasses(SparseMethod)
 
 
 def build_method(config: Mapping[str, Any]) -> SparseMethod:
@@ -49,4 +48,33 @@ def build_method(config: Mapping[str, Any]) -> SparseMethod:
     return cls(**options)
 
 
-__all__ = ["DropAndGrow", "SparseMethod", "available_methods", "build_method"]
+def canonical_masking(masking: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``masking`` node as the method it names takes it: ``name`` and those of its keys that are options of
+    the method, and nothing else.
+
+    Runs are matched by their configuration (``rigl_repro.run.identity.run_identity``). Summaries and
+    checkpoints written before each method took only its own options hold every method's node with all the
+    shared keys (a dense run's ``alpha``, a static run's ``redistribution``), which meant nothing for it; both
+    layouts of one run give the same dict here. A key the node lacks stays missing, never filled with today's
+    default: a run recorded before an option existed was trained without it, so it is not today's run. A node
+    naming no known method is returned as it is.
+    """
+    methods = available_methods()
+    name = masking.get("name")
+    if name not in methods:
+        return dict(masking)
+    options = methods[name].option_defaults()
+    return {"name": name, **{option: masking[option] for option in options if option in masking}}
+
+
+__all__ = [
+    "DropAndGrow",
+    "LayerwiseDistribution",
+    "SparseMethod",
+    "TargetDensity",
+    "UpdateInterval",
+    "UpdateSchedule",
+    "available_methods",
+    "build_method",
+    "canonical_masking",
+]

@@ -19,11 +19,11 @@ import torch
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.sparsity.masks import SparseLayer, top_k_mask
-from rigl_repro.sparsity.methods.base import SparseMethod, load_model_weights, saved_mask
+from rigl_repro.sparsity.methods.base import LayerwiseDistribution, load_model_weights, saved_mask
 
 
 @dataclass(kw_only=True, eq=False)
-class LotteryTicket(SparseMethod):
+class LotteryTicket(LayerwiseDistribution):
     """Magnitude mask from ``trained_weights``, weights rewound to ``initial_weights``, static thereafter."""
 
     name = "lottery"

@@ -27,12 +27,12 @@ import torch
 
 from rigl_repro.errors import ConfigError, require_choice, require_in_range
 from rigl_repro.sparsity.masks import restricted_to
-from rigl_repro.sparsity.methods.base import SparseMethod
+from rigl_repro.sparsity.methods.base import LayerwiseDistribution, UpdateSchedule
 from rigl_repro.sparsity.schedules import cubic_sparsity, end_step, is_pruning_step, pruning_window, schedule_step
 
 
 @dataclass(kw_only=True, eq=False)
-class GradualPruning(SparseMethod):
+class GradualPruning(UpdateSchedule, LayerwiseDistribution):
     """Zhu & Gupta pruning with the masking interval ``delta_t`` as its pruning interval (report, 4.4)."""
 
     name = "pruning"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from rigl_repro.sparsity.masks import SparseLayer
-from rigl_repro.sparsity.methods.base import DropAndGrow
+from rigl_repro.sparsity.methods.drop_and_grow import DropAndGrow
 
 
 class RigL(DropAndGrow):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rigl_repro.errors import require_choice
-from rigl_repro.sparsity.methods.base import SparseMethod
+from rigl_repro.sparsity.methods.base import TargetDensity
 
 WIDTH_RULES = ("sqrt", "weight_count")
 
@@ -32,7 +32,7 @@ def width_for_density(count_weights: Callable[[float], int], density: float, ite
 
 
 @dataclass(kw_only=True, eq=False)
-class SmallDense(SparseMethod):
+class SmallDense(TargetDensity):
     """Dense training of a narrower model (report, 4.4): no masks, a width multiplier instead.
 
     ``width_rule: sqrt`` (the report's code, ``models/wide_resnet.py`` and ``models/resnet.py``): every

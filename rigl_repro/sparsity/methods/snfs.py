@@ -22,7 +22,7 @@ import torch
 
 from rigl_repro.errors import require_choice, require_in_range
 from rigl_repro.sparsity.masks import SparseLayer
-from rigl_repro.sparsity.methods.base import DropAndGrow
+from rigl_repro.sparsity.methods.drop_and_grow import DropAndGrow
 
 GROWTH_MOMENTA = ("optimizer", "separate")
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from rigl_repro.sparsity.methods.base import SparseMethod
+from dataclasses import dataclass
+
+from rigl_repro.sparsity.methods.base import LayerwiseDistribution
 
 
-class Static(SparseMethod):
+@dataclass(kw_only=True, eq=False)
+class Static(LayerwiseDistribution):
     """Fixed random topology (the report's "Static" rows)."""
 
     name = "static"

@@ -10,7 +10,7 @@ import pytest
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.launchers import usable_cores
-from rigl_repro.training.threads import thread_count
+from rigl_repro.run.threads import thread_count
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -29,15 +29,16 @@ def check(names: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
-def test_runs_train_as_recorded_on_one_process_and_two():
-    result = check("rigl,rigl_2_processes")
+def test_a_run_trains_as_recorded():
+    result = check("rigl")
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
-    assert result.stdout.count("identical") == 2
+    assert result.stdout.count("identical") == 1
 
 
 @pytest.mark.slow
 def test_every_recorded_run_trains_as_recorded():
-    """Every method, and a lottery ticket found through its pruning run (make test-slow)."""
+    """Every method, a lottery ticket found through its pruning run, and RigL on two gloo processes (make
+    test-slow; the same as ``python scripts/recorded_runs.py check tests/recorded/runs.json``)."""
     result = check("dense,static_erk,set,rigl,rigl_sm,snfs,small_dense,pruning,lottery,rigl_2_processes")
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     assert result.stdout.count("identical") == 10

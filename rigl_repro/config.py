@@ -23,6 +23,13 @@ def composition_error(error: Exception) -> str:
     ends = ("Available options", "Config search path", "See https://")
     cut = next((i for i, line in enumerate(lines) if line.startswith(ends)), len(lines))
     message = " ".join(lines[:cut]) or error.__class__.__name__
+    if "Could not override" in message and "To append to your config use" in message:
+        # Hydra suggests adding the key with '+', which the option's group then refuses (a masking method
+        # takes only its own options): say what the key is instead.
+        message = message.split(" To append to your config use")[0] + (
+            " It is not an option of this config: check its spelling, or the options of the group you chose "
+            "(`python main.py <your overrides> --cfg job` lists them)"
+        )
     if cut < len(lines) and lines[cut].startswith("Available options"):
         options = [line for line in lines[cut + 1 :] if not line.startswith(("Config search path", "provider="))]
         message += f"; choose one of: {', '.join(options)}"

@@ -44,6 +44,8 @@ CASES = [  # (overrides, what the one line must contain)
     (["masking.distribution=custom", "masking.custom_densities=/no/such/summary.json"], "masking.custom_densities="),
     (["masking=foo"], "Could not find 'masking/foo'; choose one of: dense,"),
     (["masking=dense", "masking.alpha=0.5"], "Could not override 'masking.alpha'"),  # an option dense does not take
+    (["masking=dense", "masking.alpha=0.5"], "It is not an option of this config: check its spelling, or the "
+                                             "options of the group you chose"),  # not Hydra's '+masking.alpha' hint
     (["masking=static", "masking.redistribution=grad"], "Could not override 'masking.redistribution'"),
     (["masking=dense", "+masking.alpha=0.5"], "masking.alpha is not an option of method 'dense'; its options are: "),
     (["dataset=nope"], "Could not find 'dataset/nope'; choose one of: cifar10,"),

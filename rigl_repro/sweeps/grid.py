@@ -5,11 +5,12 @@ sweep ends with one line per failed run and exit code 2 (3 if every failure dive
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
+from submitit.core.utils import FailedJobError
 
 from rigl_repro.errors import ConfigError, TrainingDiverged
 
@@ -39,6 +40,22 @@ def exit_after_failures(failures: Sequence[tuple[str, Exception | str]], total: 
     raise SystemExit(3 if diverged else 2)  # not an Exception: Hydra prints no traceback for it
 
 
+def launch_or_exit(
+    launch: Callable[..., Sequence[JobReturn]], job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Sequence[JobReturn]:
+    """The launcher's results for these jobs; a scheduler that refuses the submission (sbatch's own error:
+    no cluster reachable, an unknown partition) ends the sweep with that one line and exit code 2. Its jobs
+    never started, so running the same command again once the scheduler takes them loses nothing."""
+    try:
+        return launch(job_overrides, initial_job_idx=initial_job_idx)
+    except FailedJobError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(error).__name__
+        runs = f"{len(job_overrides)} run{'' if len(job_overrides) == 1 else 's'}"
+        log.error("error: the launcher could not submit %s: %s", runs, reason)
+        raise SystemExit(2) from None  # not an Exception: Hydra prints no traceback for it
+
+
 class GridSweeperBase(BasicSweeper):
     """``-m`` over the cartesian product of the overrides, one batch after another (Hydra's own); the
     default sweeper (``hydra.sweeper._target_`` in conf/config.yaml)."""
@@ -51,7 +68,7 @@ class GridSweeperBase(BasicSweeper):
 
         def launch_and_collect(job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
             nonlocal launched
-            results = launch(job_overrides, initial_job_idx=initial_job_idx)
+            results = launch_or_exit(launch, job_overrides, initial_job_idx)
             launched += len(results)
             failures.extend(take_run_failures(results))
             return results

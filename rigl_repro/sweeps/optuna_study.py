@@ -43,7 +43,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
 from rigl_repro.launchers import launch_from_environment
-from rigl_repro.sweeps.grid import RUN_FAILURES, exit_after_failures
+from rigl_repro.sweeps.grid import RUN_FAILURES, exit_after_failures, launch_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class OptunaStudySweeperBase(Sweeper):
             batch = [self.propose(study, space, fixed) for _ in range(min(self.n_jobs, to_go))]
             overrides = [tuple(trial.user_attrs["overrides"]) for trial in batch]
             with heartbeats(storage, [trial._trial_id for trial in batch], self.heartbeat_interval):
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+                returns = launch_or_exit(self.launcher.launch, overrides, self.job_idx)
             self.job_idx += len(returns)
             failures = self.tell(study, batch, returns)
             self.write_results(study)

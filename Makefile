@@ -125,6 +125,9 @@ LAUNCH_parallel := hydra/launcher=parallel hydra.launcher.n_jobs=$(JOBS)
 LAUNCH_slurm := hydra/launcher=slurm
 RUN = $(PYTHON) main.py -m scale=$(SCALE) $(LAUNCH_$(LAUNCHER)) $(RUN_ARGS)
 REPORT = $(PYTHON) scripts/report.py --scale $(SCALE)
+# At paper scale a target first puts its datasets in place (once, here, not once per run and node): without them
+# it stops with fetch_data's one line instead of launching every run to fail alike.
+FETCH = $(if $(filter paper,$(SCALE)),$(foreach dataset,$(1),$(PYTHON) scripts/fetch_data.py dataset=$(dataset) $(FETCH_ARGS) &&) true)
 ifeq ($(filter $(SCALE),paper smoke),)
 $(error SCALE=$(SCALE) is not known; use SCALE=paper or SCALE=smoke)
 endif
@@ -139,17 +142,20 @@ tables: table1 table2 table3 table4 table5
 figures: fig1 fig2 fig3 fig4
 
 table1:
+	@$(call FETCH,cifar10)
 	-$(RUN) experiment=table1_dense
 	-$(RUN) experiment=table1
 	$(REPORT) table1
 
 table2:
+	@$(call FETCH,cifar10)
 	-$(RUN) experiment=table2_dense
 	-$(RUN) experiment=table2
 	-$(RUN) experiment=table2_lottery
 	$(REPORT) table2
 
 table3:
+	@$(call FETCH,cifar100)
 	-$(RUN) experiment=table3_dense
 	-$(RUN) experiment=table3
 	-$(RUN) experiment=table3_lottery
@@ -160,6 +166,7 @@ table4: sweep-alpha-dt
 	$(REPORT) table4 contours
 
 table5:
+	@$(call FETCH,cifar10 cifar100)
 	-$(RUN) experiment=table5_cifar10
 	-$(RUN) experiment=table5_cifar100
 	-$(RUN) experiment=table5_reinit_cifar10
@@ -168,14 +175,17 @@ table5:
 
 ## Optuna TPE over (alpha, delta_t) for Random and ERK at densities 0.1, 0.2, 0.5 (studies in outputs/$(SCALE)/optuna.db).
 sweep-alpha-dt:
+	@$(call FETCH,cifar10)
 	-for variant in rigl rigl_erk; do for density in 0.1 0.2 0.5; do \
 		$(RUN) experiment=sweep_alpha_dt variant=$$variant masking.density=$$density; done; done
 
 ## Figure 2's learning-rate x (alpha, delta_t) grid.
 sweep-lr:
+	@$(call FETCH,cifar10)
 	-$(RUN) experiment=sweep_lr
 
 fig1:
+	@$(call FETCH,cifar10)
 	-$(RUN) experiment=table2_dense
 	-$(RUN) experiment=fig1
 	$(REPORT) fig1
@@ -184,17 +194,19 @@ fig2: sweep-lr
 	$(REPORT) fig2
 
 fig3:
+	@$(call FETCH,cifar10 cifar100)
 	-$(RUN) experiment=table2
 	-$(RUN) experiment=table3
 	$(REPORT) fig3
 
 fig4:
+	@$(call FETCH,cifar10)
 	-$(RUN) experiment=table5_cifar10
 	$(REPORT) fig4
 
 ## Beyond the report: LeNet-5 on Fashion-MNIST, 9 methods x 3 densities x 3 seeds and dense; a table and a figure.
 fmnist:
-	@$(if $(filter paper,$(SCALE)),$(PYTHON) scripts/fetch_data.py dataset=fashion_mnist $(FETCH_ARGS))
+	@$(call FETCH,fashion_mnist)
 	-$(RUN) experiment=fmnist_dense
 	-$(RUN) experiment=fmnist
 	$(REPORT) fmnist fig_fmnist

@@ -3,22 +3,32 @@ report builder and the tests, which need the exact config ``main.py`` would run 
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from collections.abc import Mapping, Sequence
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 FOLDER_NAME_LIMIT = 200  # bytes: file systems allow 255 per name; this leaves room for a hash and suffixes
+MULTIRUN_FLAGS = ("-m", "--multirun")
+LEXER_ERROR = "LexerNoViableAltException: "  # Hydra's prefix for a character its override grammar does not take
 
 
 def composition_error(error: Exception) -> str:
-    """Hydra's composition error (an unknown option, group or value) as one line: its sentences, plus the
-    group's available options when it lists them; not its search path or links."""
+    """Hydra's composition error (an unknown option, group or value, an override it cannot parse) as one
+    line: its sentences, plus the group's available options when it lists them; not its search path or links."""
+    if isinstance(error, OverrideParseException):
+        return parse_error(error.override, error.message)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     ends = ("Available options", "Config search path", "See https://")
     cut = next((i for i, line in enumerate(lines) if line.startswith(ends)), len(lines))
@@ -36,35 +46,155 @@ def composition_error(error: Exception) -> str:
     return message
 
 
+def parse_error(override: str, message: str) -> str:
+    """Hydra's message for an ``override`` its grammar cannot parse, in plain words: which override, why, and
+    what to write instead. A lexer error (a character the grammar takes only inside quotes, such as ``é``)
+    names the character, which Hydra marks with a caret under the line; any other keeps Hydra's own sentence
+    (e.g. "no viable alternative at input '[1'")."""
+    key, _, value = override.partition("=")
+    lexer = re.match(rf"{LEXER_ERROR}.*\n( *)\^", message)
+    at = len(lexer.group(1)) - len(LEXER_ERROR) if lexer else -1
+    if 0 <= at < len(key):
+        return (f"the override {override} could not be parsed ({override[at]!r} is not allowed in an option's "
+                "name); check its spelling (`python main.py --help` lists the options)")  # fmt: skip
+    if 0 <= at < len(override):
+        reason, advice = f"{override[at]!r} may appear only inside a quoted value", "quote its value"
+    else:
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        sentences = [line for line in lines if not line.startswith(("See https://", "Error parsing override", "^"))]
+        reason = (sentences[0] if sentences else message.strip()).removeprefix(LEXER_ERROR)
+        advice = "check its brackets and commas, or quote a value meant as text"
+    # As typed in a shell, which removes the outer quotes and leaves Hydra the inner ones.
+    quoted = f"\"'{value}'\"" if "'" not in value else f'"\\"{value}\\""'
+    return f"the override {override} could not be parsed ({reason}); {advice}, e.g. {key}={quoted}"
+
+
 def check_command_line(arguments: Sequence[str]) -> str | None:
-    """The one-line error that composing a single run's command-line overrides gives, or None. Sweeps
-    (``-m``, ``hydra.mode=MULTIRUN``) and Hydra's own flags and ``hydra.*`` overrides are left to Hydra."""
-    if any(argument.startswith(("-", "hydra.mode=")) for argument in arguments):
+    """The one-line error that ``main.py``'s command line would end in, or None; checked before Hydra starts,
+    so a refused single run creates nothing (Hydra makes the run folder, its ``.hydra/`` and log first).
+
+    Every command: its overrides parse and ``output_root`` can hold runs. A single run also: its config
+    composes, its folder lies inside ``output_root``, and its run config validates. A sweep (``-m``) is
+    checked on its fixed overrides only, and a composition error is left to Hydra: a swept group may provide
+    an option the defaults lack. Hydra's other flags (``--cfg``, ``--help``, ...) and ``hydra.*`` overrides are
+    left to Hydra."""
+    if any(argument.startswith("-") and argument not in MULTIRUN_FLAGS for argument in arguments):
         return None
-    overrides = [argument for argument in arguments if not argument.startswith(("hydra.", "hydra/", "+hydra"))]
+    multirun = any(argument in (*MULTIRUN_FLAGS, "hydra.mode=MULTIRUN") for argument in arguments)
+    overrides = [argument for argument in arguments
+                 if not argument.startswith(("-", "hydra.", "hydra/", "+hydra"))]  # fmt: skip
     try:
-        compose_config(overrides)
-    except HydraException as error:
+        fixed = [item.input_line for item in OverridesParser.create().parse_overrides(overrides)
+                 if not item.is_sweep_override()]  # fmt: skip
+        cfg = compose_config(fixed, with_hydra=True)
+    except OverrideParseException as error:
         return composition_error(error)
+    except HydraException as error:
+        return None if multirun else composition_error(error)
+    problem = output_root_problem(cfg.output_root)
+    if problem or multirun:
+        return problem
+    return run_folder_problem(cfg) or run_config_problem(cfg)
+
+
+def output_root_problem(value: Any) -> str | None:
+    """Why ``output_root`` cannot hold runs, or None; checked without creating anything. An empty value would
+    put the runs at the file system's root (``${output_root}/<run folder>``) or in the working directory; a
+    path that exists only in part must have a writable folder as its deepest existing part."""
+    text = "" if value is None else str(value)
+    if not text.strip():
+        shown = "null" if value is None else repr(text)
+        return f"output_root={shown} is empty; set it to the folder the runs go in, e.g. output_root=outputs/runs"
+    path = Path(os.path.abspath(text))
+    for existing in (path, *path.parents):  # the deepest part that exists ("/" always does)
+        try:
+            os.lstat(existing)
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as error:  # a name too long, a folder that cannot be searched
+            return f"output_root={text} cannot be written ({error.strerror or error}); choose a folder you can write to"
+    if not existing.is_dir():
+        reason = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable"
+    else:
+        return None
+    return f"output_root={text} cannot be written ({reason}); choose a folder you can write to"
+
+
+@contextmanager
+def hydra_config(cfg: DictConfig) -> Iterator[None]:
+    """Let the ``${hydra:...}`` resolver read ``cfg``'s hydra node while the block runs, as in a Hydra job."""
+    instance = HydraConfig.instance()
+    previous = instance.cfg
+    instance.set_config(cfg)
+    try:
+        yield
+    finally:
+        instance.cfg = previous
+
+
+def run_folder_problem(cfg: DictConfig) -> str | None:
+    """Why a single run's folder (``hydra.run.dir``, as Hydra will resolve it) is not strictly inside
+    ``output_root``, or None. Compared as written, ``..`` folded: a symbolic link inside output_root is the
+    user's own choice of where runs go."""
+    with hydra_config(cfg):
+        folder = os.path.normpath(os.path.abspath(str(cfg.hydra.run.dir)))
+    root = os.path.normpath(os.path.abspath(str(cfg.output_root)))
+    if os.path.commonpath([root, folder]) == root and folder != root:
+        return None
+    return (f"the run folder {folder} is not inside output_root={cfg.output_root}; hydra.run.dir in "
+            "conf/config.yaml must name it through the run_dir resolver")  # fmt: skip
+
+
+def run_config_problem(cfg: DictConfig) -> str | None:
+    """The one line a single run's config would be refused with once it starts (``RunConfig.from_hydra``), or
+    None. Skipped with ``trial_seeds``: main.py sets each trial's seed, and checks those seeds, itself."""
+    from rigl_repro.errors import ConfigError
+    from rigl_repro.run.config import RunConfig  # lazy: it imports torch and the training side
+
+    if cfg.get("trial_seeds"):
+        return None
+    task = copy.deepcopy(cfg)
+    with open_dict(task):
+        del task["hydra"]  # as Hydra hands the config to main.py
+    try:
+        with hydra_config(cfg):
+            RunConfig.from_hydra(task)
+    except ConfigError as error:
+        return str(error)
     return None
 
 
-def run_folder_name(override_dirname: str, limit: int = FOLDER_NAME_LIMIT) -> str:
-    """A run's folder name from its command-line overrides (Hydra's ``override_dirname``): one folder,
-    never nested (``/`` in a value becomes ``%2F``), and at most ``limit`` bytes: a longer list keeps its
-    start and ends in a hash of the whole, so the same command always finds the same folder. The full list
-    stays in the folder's ``.hydra/overrides.yaml``; reports match runs by their configuration, not their
-    folder name."""
-    name = override_dirname.replace("%", "%25").replace("/", "%2F")
-    encoded = name.encode()
+def folder_name(text: str, limit: int = FOLDER_NAME_LIMIT) -> str:
+    """``text`` as the name of one folder, whatever it holds: the one rule for every run-folder name built
+    from config values (a run folder's group and its overrides part).
+
+    ``%`` becomes ``%25`` and ``/`` becomes ``%2F``, so the name never nests and two texts never share a
+    name; a name of ``.`` or ``..`` has its dots written ``%2E``, so it never climbs out: no result can be an
+    absolute path or a ``..`` segment. At most ``limit`` bytes: a longer name keeps its start and ends in a
+    hash of the whole, so the same text always finds the same folder. Names of letters, digits and
+    ``_-.=,`` stay as they are."""
+    name = text.replace("%", "%25").replace("/", "%2F")
+    if name in (".", ".."):
+        name = name.replace(".", "%2E")
+    encoded = name.encode(errors="surrogateescape")  # an argument's undecodable bytes stay the same bytes
     if len(encoded) <= limit:
         return name
     digest = hashlib.sha256(encoded).hexdigest()[:16]
     return f"{encoded[: limit - len(digest) - 1].decode(errors='ignore')}-{digest}"
 
 
-# conf/config.yaml names run folders through this resolver. Registered on import: main.py and the Hydra
-# callback module (which every launcher's job process unpickles before it resolves its folder) import it.
+def run_folder_name(override_dirname: str, limit: int = FOLDER_NAME_LIMIT) -> str:
+    """A run's folder name from its command-line overrides (Hydra's ``override_dirname``), by ``folder_name``.
+    The full list stays in the folder's ``.hydra/overrides.yaml``; reports match runs by their configuration,
+    not their folder name."""
+    return folder_name(override_dirname, limit)
+
+
+# Registered on import: main.py and the Hydra callback module (which every launcher's job process unpickles
+# before it resolves its folder) import this module.
 OmegaConf.register_new_resolver("run_folder_name", run_folder_name, replace=True)
 
 
@@ -73,14 +203,14 @@ def run_dir(config: Mapping[str, Any], method: str, *overrides: str) -> str:
     dataset, model and ``run_tag``) would have with these ``key=value`` command-line overrides.
 
     The one spelling of the run-folder scheme: ``<dataset>-<model>-<method><run_tag>/`` and then the
-    overrides sorted and joined by ``,`` as Hydra's ``override_dirname`` joins them, through
-    ``run_folder_name``. conf/config.yaml's ``hydra.run.dir`` and ``hydra.sweep.subdir`` pass Hydra's
-    ``override_dirname`` (already sorted and joined: one item); a config that reads another run's files (the
-    lottery and re-initialisation variants) names that run by its overrides, in any order, and finds its
-    folder however the scheme changes.
+    overrides sorted and joined by ``,`` as Hydra's ``override_dirname`` joins them, each part one folder
+    name by ``folder_name``: whatever the values, the path stays below ``output_root``. conf/config.yaml's
+    ``hydra.run.dir`` and ``hydra.sweep.subdir`` pass Hydra's ``override_dirname`` (already sorted and
+    joined: one item); a config that reads another run's files (the lottery and re-initialisation variants)
+    names that run by its overrides, in any order, and finds its folder however the scheme changes.
     """
     group = f"{config['dataset']['name']}-{config['model']['name']}-{method}{config['run_tag']}"
-    return f"{group}/{run_folder_name(','.join(sorted(str(item) for item in overrides)))}"
+    return f"{folder_name(group)}/{run_folder_name(','.join(sorted(str(item) for item in overrides)))}"
 
 
 # ``${run_dir:pruning,'masking.density=${masking.density}','seed=${seed}'}``: the run's folder below output_root

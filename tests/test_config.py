@@ -92,3 +92,33 @@ def test_a_variant_finds_its_source_run_s_folder(variant, source_method, source_
     else:
         expected.update(initial_mask=f"{source}/checkpoint.pt")
     assert {key: cfg.masking[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("run_tag=é", "the override run_tag=é could not be parsed ('é' may appear only inside a quoted value); "
+                      "quote its value, e.g. run_tag=\"'é'\""),
+        ("train.lr=…", "the override train.lr=… could not be parsed ('…' may appear only inside a quoted value)"),
+        ("run_tag=it's", "quote its value, e.g. run_tag=\"\\\"it's\\\"\""),
+        ("é=1", "the override é=1 could not be parsed ('é' is not allowed in an option's name); check its spelling"),
+        ("train.lr=[1", "the override train.lr=[1 could not be parsed (no viable alternative at input '[1')"),
+    ],
+)
+@pytest.mark.parametrize("mode", [[], ["-m"]])
+def test_an_override_hydra_cannot_parse_is_named_in_plain_words(override, message, mode):
+    from rigl_repro.config import check_command_line
+
+    problem = check_command_line([*mode, "dataset=digits", override])
+    assert message in problem and "\n" not in problem and "Lexer" not in problem, problem
+
+
+def test_the_suggested_quoting_parses_to_the_value_typed():
+    import shlex
+
+    from rigl_repro.config import check_command_line
+
+    for value in ("é", "it's", "a b=c", "[1", "…/x"):
+        suggestion = check_command_line([f"run_tag={value}"]).rsplit("e.g. ", 1)[1]
+        (argument,) = shlex.split(suggestion)  # as a shell passes it on
+        assert compose_config([argument]).run_tag == value

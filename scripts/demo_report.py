@@ -17,9 +17,10 @@ import matplotlib
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 matplotlib.use("Agg")  # files only: works without a display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from rigl_repro.results import collect_summaries  # noqa: E402
+from rigl_repro.results import collect_summaries, exit_on_output_error, write_figure  # noqa: E402
 
 ORDER = ("dense", "small_dense", "static", "set", "rigl", "snfs", "pruning", "lottery")
 
@@ -37,11 +38,25 @@ def spread(values: list[float]) -> str:
     return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {statistics.stdev(values):.1f}"
 
 
+def plot_path(plot: Path) -> Path:
+    """``--plot`` as the file it names: with no suffix, PNG (as matplotlib would save it); a suffix matplotlib
+    cannot write ends the script in one line, before any work."""
+    if not plot.suffix:
+        return plot.with_name(plot.name + ".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if plot.suffix[1:] not in formats:
+        print(f"error: --plot {plot} has an unknown format; end it in one of: {', '.join(sorted(formats))}",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    return plot
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path)
     parser.add_argument("--plot", type=Path, default=None, help="PNG to write (default: ROOT/accuracy.png)")
     args = parser.parse_args()
+    plot = plot_path(args.plot or args.root / "accuracy.png")
     summaries = collect_summaries(args.root)
     if not summaries:
         raise SystemExit(f"error: no finished run (summary.json) below {args.root}")
@@ -81,10 +96,9 @@ def main() -> None:
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     axis.legend()
-    plot = args.plot or args.root / "accuracy.png"
-    figure.savefig(plot, dpi=120, bbox_inches="tight")
+    write_figure(figure, plot, dpi=120, bbox_inches="tight")
     print(f"\nplot: {plot}")
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_output_error(main)  # a file that cannot be written: one line `error: ...`, exit code 2

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from rigl_repro.reporting.figures import mask_dynamics_figure, run_label  # noqa: E402
-from rigl_repro.results import collect_summaries  # noqa: E402
+from rigl_repro.results import collect_summaries, exit_on_output_error  # noqa: E402
 
 
 def main() -> None:
@@ -53,4 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_output_error(main)  # a file that cannot be written: one line `error: ...`, exit code 2

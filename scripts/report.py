@@ -5,7 +5,8 @@
 
 Tables are written as Markdown, LaTeX and CSV, figures as PNG and PDF, into ``--out`` (default
 ``outputs/report/<scale>``). Runs are matched to cells by their configuration; missing runs show as
-missing cells with their seed count.
+missing cells with their seed count. Every file is written whole or not at all; one that cannot be written
+(a full disk, a read-only folder) stops the script with one line and exit code 2, the previous file intact.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from rigl_repro.reporting.figures import FIGURES  # noqa: E402
 from rigl_repro.reporting.runs import RunIndex  # noqa: E402
 from rigl_repro.reporting.tables import TABLE_NAMES, write_table  # noqa: E402
+from rigl_repro.results import exit_on_output_error  # noqa: E402
 
 TARGETS = [*TABLE_NAMES, *FIGURES]
 
@@ -44,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_output_error(main)  # a file that cannot be written: one line `error: ...`, exit code 2

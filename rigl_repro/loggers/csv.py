@@ -9,7 +9,12 @@ pandas, with no account, service or extra package.
 
 Each file is rewritten whole through ``results.atomic_file`` whenever it changes (they are small): a killed
 run leaves the previous complete file, never half of one. A resumed run starts by rewriting the history it
-resumes from, so the files always hold the checkpoint's epochs, each once, as ``summary.json`` will.
+resumes from, so the files always hold the checkpoint's epochs, each once, as ``summary.json`` will. A file
+that cannot be written (a full disk, a read-only folder) is one OutputError line, the previous file intact.
+
+Why not append a row per epoch: a kill mid-append leaves a partial last line, which ``csv.DictReader`` and
+pandas read as a short row of wrong values rather than refuse, and a new column (a layer, a number a newer
+trainer adds) would need the header rewritten anyway. Rewriting files of a few hundred rows costs nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rigl_repro.loggers.base import Logger
-from rigl_repro.results import atomic_file
+from rigl_repro.results import atomic_file, write_failure
 
 HISTORY_FILE = "history.csv"
 MASK_UPDATES_FILE = "mask_updates.csv"
@@ -82,7 +87,11 @@ class CsvLogger(Logger):
         self.epochs = [dict(entry) for entry in history]
         self.final: dict[str, Any] = {}
         self.write_history()
-        (self.output_dir / SUMMARY_CSV_FILE).unlink(missing_ok=True)
+        stale = self.output_dir / SUMMARY_CSV_FILE
+        try:
+            stale.unlink(missing_ok=True)
+        except OSError as error:  # as for a write: one line, not a traceback
+            raise write_failure(stale, error) from None
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         """An epoch's entry (it has an ``epoch``) becomes a row of the history; anything else (the final

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from rigl_repro.reporting.runs import RunIndex  # noqa: E402
+from rigl_repro.results import write_figure  # noqa: E402
 from rigl_repro.sparsity.distributions import layer_densities  # noqa: E402
 
 LABELS = {
@@ -53,11 +54,13 @@ def density_axis(axis, densities: Sequence[float]) -> None:
 
 
 def save(figure: Figure, out_dir: Path, name: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``figure`` as ``name``.png and ``name``.pdf under ``out_dir``, and close it."""
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for path in paths:
-        figure.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(figure)
+    try:
+        for path in paths:
+            write_figure(figure, path, dpi=150, bbox_inches="tight")
+    finally:
+        plt.close(figure)  # a failed write must not leave the figure open in a long session (notebooks)
     return paths
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from rigl_repro.config import compose_config
-from rigl_repro.results import collect_summaries
+from rigl_repro.results import SummaryError, check_summary, collect_summaries, warn_left_out
 from rigl_repro.run.identity import run_identity
 from rigl_repro.sparsity.methods import canonical_masking
 
@@ -102,7 +102,7 @@ class RunIndex:
                     "alpha": masking.get("alpha", math.nan),
                     "delta_t": masking.get("delta_t", math.nan),
                     "seed": config["seed"],
-                    "val_acc": 100 * summary["val_acc"],
+                    "val_acc": math.nan if summary["val_acc"] is None else 100 * summary["val_acc"],
                     "test_acc": 100 * summary["test_acc"],
                 }
             )
@@ -148,34 +148,48 @@ def runs_frame(summaries: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def plain(value: Any) -> Any:
+    """``value`` with every dict-like part a dict and every list a list: W&B's nested summary values are
+    dict-like objects of its own, which the summary check (and JSON) would not take for dicts."""
+    if hasattr(value, "items") and not isinstance(value, (str, bytes)):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
 def wandb_summaries(project: str, entity: str | None = None, api: Any = None) -> list[dict[str, Any]]:
     """Summaries of the finished runs of a W&B project, in the shape of ``summary.json``.
 
     Each run's config is the run's resolved configuration and its W&B summary holds the ``summary.json``
-    numbers (the trainer logs them there at the end); runs without them (unfinished) are skipped.
+    numbers (the trainer logs them there at the end); runs without them (unfinished) are skipped, and runs
+    whose numbers are invalid are left out and named once, as ``collect_summaries`` does for files.
     """
     if api is None:
         import wandb
 
         api = wandb.Api()
     path = f"{entity}/{project}" if entity else project
-    summaries = []
+    summaries, invalid = [], []
     for run in api.runs(path):
-        final = dict(run.summary)
+        final = plain(dict(run.summary))
         if "test_acc" not in final or "flops" not in final:
             continue
-        summaries.append(
-            {
-                "config": dict(run.config),
-                "method": run.config["masking"]["name"],
-                "test_acc": final["test_acc"],
-                "val_acc": final.get("val_acc"),
-                "density": final["density"],
-                "flops": final["flops"],
-                "epochs": final["epochs"],
-                "wall_time_s": final["wall_time_s"],
-                "layer_densities": final.get("layer_densities", {}),
-                "run_dir": f"wandb:{path}/{run.id}",
-            }
-        )
+        summary = {
+            "config": dict(run.config),
+            "method": run.config["masking"]["name"],
+            "test_acc": final["test_acc"],
+            "val_acc": final.get("val_acc"),
+            "density": final["density"],
+            "flops": final["flops"],
+            "epochs": final["epochs"],
+            "wall_time_s": final["wall_time_s"],
+            "layer_densities": final.get("layer_densities", {}),
+            "run_dir": f"wandb:{path}/{run.id}",
+        }
+        try:
+            summaries.append(check_summary(summary, summary["run_dir"]))
+        except SummaryError as error:
+            invalid.append(str(error))
+    warn_left_out(invalid)
     return summaries

@@ -13,6 +13,7 @@ import pandas as pd
 
 from rigl_repro.reporting import published
 from rigl_repro.reporting.runs import Cell, RunIndex
+from rigl_repro.results import atomic_file
 
 
 @dataclass(frozen=True)
@@ -260,8 +261,8 @@ def render_table4(frame: pd.DataFrame, latex: bool) -> str:
 
 
 def write_table(name: str, index: RunIndex, out_dir: Path) -> list[Path]:
-    """Build table ``name`` (table1 ... table5, fmnist) and write it as .md, .tex and .csv under ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Build table ``name`` (table1 ... table5, fmnist) and write it as .md, .tex and .csv under ``out_dir``,
+    each file whole or not at all (an OutputError if it cannot be written)."""
     if name == "table4":
         frame = build_table4(index)
         texts = {"md": render_table4(frame, latex=False), "tex": render_table4(frame, latex=True)}
@@ -272,10 +273,12 @@ def write_table(name: str, index: RunIndex, out_dir: Path) -> list[Path]:
     paths = []
     for suffix, text in texts.items():
         path = out_dir / f"{name}.{suffix}"
-        path.write_text(text)
+        with atomic_file(path) as temporary:
+            temporary.write_text(text)
         paths.append(path)
     csv_path = out_dir / f"{name}.csv"
-    frame.to_csv(csv_path, index=False)
+    with atomic_file(csv_path) as temporary:
+        frame.to_csv(temporary, index=False)
     return [*paths, csv_path]
 
 

@@ -115,6 +115,12 @@ def test_each_epoch_replaces_the_whole_file_and_a_failed_write_leaves_the_previo
     assert sorted(path.name for path in tmp_path.iterdir()) == ["history.csv", "mask_updates.csv"]  # no temporaries
 
 
+def test_a_stale_summary_that_cannot_be_removed_is_one_line(tmp_path):
+    (tmp_path / "summary.csv").mkdir()  # not a file: unlink fails, even as root
+    with pytest.raises(OutputError, match=r"^\S*summary.csv could not be written \(Is a directory\); free"):
+        build_logger({"name": "csv"}, config={}, output_dir=tmp_path)
+
+
 def test_a_resumed_logger_rewrites_the_checkpoints_history_without_duplicates(tmp_path):
     first = build_logger({"name": "csv"}, config={}, output_dir=tmp_path)
     for epoch in (1, 2, 3):

@@ -12,7 +12,14 @@ optimizer's state. ``export_run`` writes the trained model alone, in `safetensor
 - the metadata (strings): ``format`` (``rigl-repro-sparse``), ``format_version``, ``config`` (the run's resolved
   configuration as JSON), ``metrics`` (``summary.json`` without its config and per-epoch history, as JSON),
   ``width_multiplier`` (the width the model was built at: small-dense runs narrow it), ``masked`` (JSON: each
-  masked weight's shape) and ``trained_on`` (the checkpoint's device type).
+  masked weight's shape), ``trained_on`` (the checkpoint's device type) and ``content_sha256`` (``content_hash``:
+  every other metadata entry and every tensor's name, dtype, shape and bytes).
+
+The file is deterministic: the same run exports to the same bytes (the header's JSON has sorted keys and no
+whitespace, the buffers are in safetensors' fixed order, nothing depends on the time). ``load_export`` trusts
+nothing it reads: the metadata's schema, each tensor's name, dtype and shape against the model its config builds,
+the content hash, and finite values; any problem is one ``ExportError`` naming the file. Files of format version 1
+(before the hash) still load, with a one-line warning that their content cannot be verified.
 
 A masked weight of density d then costs 1/8 + 4 d bytes per weight instead of 4: 7.6x smaller at d = 0.1
 (1 / (1/32 + d)), whatever the mask looks like. ``load_export`` rebuilds the model as the trainer builds it
@@ -38,9 +45,12 @@ metadata carries the config and metrics as text; the same tensors through ``torc
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from rigl_repro.data import load_splits
@@ -62,12 +72,21 @@ from rigl_repro.run.recipe import enabled
 from rigl_repro.sparsity.masks import MASK_BUFFER, attach_masks
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE
 
+log = logging.getLogger(__name__)
+
 EXPORT_FILE = "model.safetensors"
 FORMAT = "rigl-repro-sparse"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added content_sha256
+UNHASHED_VERSIONS = (1,)  # versions written before the content hash: loaded with a warning
+READABLE_VERSIONS = (*UNHASHED_VERSIONS, FORMAT_VERSION)
+CONTENT_HASH = "content_sha256"
 BITS_SUFFIX = ".bits"  # "<W>_mask.bits": the packed mask of weight W
 VALUES_SUFFIX = ".values"  # "<W>.values": W's active values in mask order
 RUN_MARKERS = (CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE, ".hydra")  # what an unfinished run folder holds
+REEXPORT = "export its run again with scripts/export.py RUN_DIR"  # the remedy for every unloadable export
+
+# What a tensor may be: its dtype, and its shape (None: any one-dimensional length, fixed by its mask).
+Layout = Mapping[str, tuple[torch.dtype, tuple[int, ...] | None]]
 
 
 class ExportError(ConfigError):
@@ -147,6 +166,62 @@ def compact_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def compact_layout(state: Mapping[str, torch.Tensor]) -> Layout:
+    """The dtype and shape of each tensor ``compact_state`` makes from ``state`` (meta tensors will do): what an
+    export of a model with this state dict holds, and all it may hold."""
+    masked = masked_weights(state)
+    masks = set(masked.values())
+    layout: dict[str, tuple[torch.dtype, tuple[int, ...] | None]] = {}
+    for key, tensor in state.items():
+        if key in masked:
+            layout[key + VALUES_SUFFIX] = (tensor.dtype, None)
+        elif key in masks:
+            layout[key + BITS_SUFFIX] = (torch.uint8, ((tensor.numel() + 7) // 8,))
+        else:
+            layout[key] = (tensor.dtype, tuple(tensor.shape))
+    return layout
+
+
+def layout_of(state: Mapping[str, torch.Tensor]) -> Layout:
+    """Each tensor's dtype and shape, as they are."""
+    return {key: (tensor.dtype, tuple(tensor.shape)) for key, tensor in state.items()}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``float32`` for ``torch.float32``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def layout_problem(tensors: Mapping[str, torch.Tensor], layout: Layout) -> str | None:
+    """What is wrong with ``tensors`` against ``layout`` (a missing or unexpected tensor, a dtype or a shape),
+    or None: the one rule for what a checkpoint or an export may hold."""
+    missing = [key for key in layout if key not in tensors]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        return f"tensor {missing[0]}{more} is missing"
+    unexpected = [key for key in tensors if key not in layout]
+    if unexpected:
+        return f"tensor {unexpected[0]} is not one of the model's"
+    for key, (dtype, shape) in layout.items():
+        tensor = tensors[key]
+        if tensor.dtype != dtype:
+            return f"tensor {key} is {dtype_name(tensor.dtype)}; the model's is {dtype_name(dtype)}"
+        if (shape is None and tensor.dim() != 1) or (shape is not None and tuple(tensor.shape) != shape):
+            wanted = "one dimension" if shape is None else str(list(shape))
+            return f"tensor {key} has shape {list(tensor.shape)}, not {wanted}"
+    return None
+
+
+def nonfinite_problem(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The first floating-point tensor holding a NaN or an infinity, said in words, or None. A finished run's
+    weights are finite (the trainer stops on a non-finite loss), so such a value means a diverged or damaged
+    model: refused rather than loaded to give NaN logits later."""
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"tensor {key} holds NaN or infinite values"
+    return None
+
+
 def expand_state(tensors: Mapping[str, torch.Tensor], masked: Mapping[str, list[int]]) -> dict[str, torch.Tensor]:
     """The model's state dict from the export's tensors: each masked weight zero outside its mask and its
     values, in order, inside. ``masked`` maps each masked weight to its shape."""
@@ -163,16 +238,44 @@ def expand_state(tensors: Mapping[str, torch.Tensor], masked: Mapping[str, list[
         values = tensors[f"{weight}{VALUES_SUFFIX}"]
         active = int(mask.sum())
         if values.dim() != 1 or values.numel() != active:
-            raise ExportError(f"{weight}: {values.numel()} values for a mask with {active} active weights")
+            raise ExportError(
+                f"{weight}{VALUES_SUFFIX} has shape {list(values.shape)}; its mask has {active} active weights"
+            )
         full = torch.zeros(mask.shape, dtype=values.dtype)
         full[mask] = values
         state[weight], state[f"{weight}_mask"] = full, mask
     return state
 
 
+def content_hash(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
+    """The sha256 of an export's content: every metadata entry but the hash itself, then every tensor's name,
+    dtype, shape and little-endian bytes, each in name order. The metadata is covered too because it decides how
+    the model is rebuilt (config, width) and what it reports (metrics)."""
+    digest = hashlib.sha256()
+    for key in sorted(metadata):
+        if key != CONTENT_HASH:
+            digest.update(json.dumps([key, metadata[key]]).encode())  # a JSON list: self-delimiting
+    for key in sorted(tensors):
+        tensor = tensors[key]
+        digest.update(json.dumps([key, dtype_name(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """A safetensors file of ``tensors`` and ``metadata``, byte for byte the same for the same input: the library
+    lays the buffers out in a fixed order but writes the metadata in hash-map order, so the header is written
+    again as JSON with sorted keys, padded with spaces to 8 bytes as the library pads it (aligned buffers)."""
+    data = save(dict(tensors), metadata=dict(metadata))
+    length = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + length]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + data[8 + length :]
+
+
 def write_export(state: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str]) -> None:
-    """Write ``state`` compactly to ``path`` (atomically: the old file or the whole new one), with
-    ``metadata`` (strings) beside the format's own entries."""
+    """Write ``state`` compactly to ``path`` (atomically: the old file or the whole new one; a failed write is
+    an OutputError), with ``metadata`` (strings) beside the format's own entries and the content hash."""
     masked = masked_weights(state)
     header = {
         "format": FORMAT,
@@ -181,9 +284,11 @@ def write_export(state: Mapping[str, torch.Tensor], path: Path, metadata: Mappin
         **metadata,
     }
     tensors = compact_state(state)
+    header[CONTENT_HASH] = content_hash(tensors, header)
+    data = safetensors_bytes(tensors, header)
     try:
-        with atomic_file(path) as temporary:
-            save_file(tensors, str(temporary), metadata=header)
+        with atomic_file(path) as temporary:  # a failed write (a full disk) is an OutputError from atomic_file
+            temporary.write_bytes(data)
     except OSError as error:  # the folder could not be made (a file in the way)
         raise OutputError(
             f"{path} could not be written ({error.strerror or error}); choose another place with --out"
@@ -200,43 +305,148 @@ def build_export_model(config: Mapping[str, Any], width: float, masked: bool) ->
     return model
 
 
+# ---------------------------------------------------------------------------------------------- reading it back
+def json_entry(text: str) -> Any:
+    """A metadata entry's JSON value; a ValueError saying it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValueError("is not JSON") from None
+
+
+def object_entry(text: str) -> dict[str, Any]:
+    """A metadata entry holding a JSON object."""
+    value = json_entry(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def config_entry(text: str) -> dict[str, Any]:
+    """The run's config: an object with the sections the model and the evaluation are built from."""
+    config = object_entry(text)
+    for section in ("model", "dataset", "train"):
+        if not isinstance(config.get(section), dict):
+            raise ValueError(f"has no {section} section")
+    classes = config["dataset"].get("num_classes")
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"has dataset.num_classes={classes!r}, not a positive integer")
+    return config
+
+
+def shapes_entry(text: str) -> dict[str, list[int]]:
+    """Each masked weight's shape: an object of lists of sizes."""
+    shapes = object_entry(text)
+    for weight, shape in shapes.items():
+        sizes = isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+        if not sizes:
+            raise ValueError(f"gives {weight} the shape {shape!r}, not a list of sizes")
+    return shapes
+
+
+def width_entry(text: str) -> float:
+    """The width multiplier: a positive finite number."""
+    value = json_entry(text)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"is {text!r}, not a positive number")
+    return float(value)
+
+
+def hash_entry(text: str) -> str:
+    """A sha256 digest in lowercase hex."""
+    if re.fullmatch(r"[0-9a-f]{64}", text) is None:
+        raise ValueError(f"is {text[:20]!r}, not a sha256 digest")
+    return text
+
+
+# The metadata an export must hold and how each entry is read (a ValueError says what is wrong with it).
+METADATA_ENTRIES: dict[str, Callable[[str], Any]] = {
+    "config": config_entry,
+    "metrics": object_entry,
+    "masked": shapes_entry,
+    "width_multiplier": width_entry,
+    "trained_on": str,
+}
+
+
+def parse_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
+    """The export's metadata, each entry checked and read (``METADATA_ENTRIES``; the content hash from format
+    version 2 on); an ExportError names the first entry that is missing or wrong."""
+    if raw.get("format") != FORMAT:
+        raise ExportError(f"not a rigl-repro export (its metadata has no format={FORMAT})")
+    version = raw.get("format_version")
+    if version not in [str(v) for v in READABLE_VERSIONS]:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
+        raise ExportError(f"format version {version!r} is not one this code reads ({readable})")
+    entries = dict(METADATA_ENTRIES)
+    if int(version) not in UNHASHED_VERSIONS:
+        entries[CONTENT_HASH] = hash_entry
+    metadata: dict[str, Any] = {**raw, "format_version": int(version)}
+    for key, parse in entries.items():
+        if key not in raw:
+            raise ExportError(f"metadata {key} is missing")
+        try:
+            metadata[key] = parse(raw[key])
+        except ValueError as error:
+            raise ExportError(f"metadata {key} {error}") from None
+    return metadata
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A safetensors file's metadata and tensors; an ExportError if it is not a readable one."""
+    if not path.is_file():
+        raise ExportError("no such file")
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            return dict(file.metadata() or {}), {key: file.get_tensor(key) for key in file.keys()}
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        first = (str(error).splitlines() or [error.__class__.__name__])[0]
+        raise ExportError(f"not a readable safetensors file ({first})") from None
+
+
+def read_export(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """``load_export``'s model (on the meta device until assigned) and metadata, every part checked before use;
+    an ExportError (not naming the file: ``load_export`` adds it) says what is wrong."""
+    raw, tensors = read_safetensors(path)
+    metadata = parse_metadata(raw)
+    config, masked = metadata["config"], metadata["masked"]
+    try:
+        model = build_export_model(config, metadata["width_multiplier"], bool(masked))
+    except ConfigError as error:
+        raise ExportError(f"its config does not build a model ({error})") from None
+    expected = model.state_dict()
+    problem = layout_problem(tensors, compact_layout(expected))
+    if problem:
+        raise ExportError(f"{problem} (model={config['model'].get('name')})")
+    if masked != {weight: list(expected[weight].shape) for weight in masked_weights(expected)}:
+        raise ExportError("metadata masked does not list the model's masked weights and their shapes")
+    if metadata["format_version"] in UNHASHED_VERSIONS:
+        log.warning("%s: format version %d has no content hash, so its content cannot be verified; %s to add one",
+                    path, metadata["format_version"], REEXPORT)  # fmt: skip
+    elif content_hash(tensors, raw) != metadata[CONTENT_HASH]:
+        raise ExportError(f"its tensors or metadata do not match its {CONTENT_HASH}: it was changed after export")
+    problem = nonfinite_problem(tensors)
+    if problem:
+        raise ExportError(f"{problem}; a trained model's are finite")
+    try:
+        model.load_state_dict(expand_state(tensors, masked), assign=True)
+    except RuntimeError as error:  # the layout was checked: a guard, not an expected path
+        raise ExportError(f"it does not fit model={config['model'].get('name')}: {str(error).splitlines()[0]}") from None
+    return model, metadata
+
+
 def load_export(path: Path | str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The model in an export file, in eval mode on ``device``, and its metadata: ``config`` and ``metrics``
-    (dicts), ``width_multiplier``, ``masked`` (shapes), ``trained_on``, ``format`` and ``format_version``.
+    (dicts), ``width_multiplier``, ``masked`` (shapes), ``trained_on``, ``format``, ``format_version`` and
+    ``content_sha256``. Anything wrong with the file is one ExportError naming it (``read_export``).
 
     The model's state dict equals the run's final checkpoint's bit for bit, but for the sign of masked-out
     zeros (see the module's docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path} is not a file; export a run first (scripts/export.py RUN_DIR)")
     try:
-        with safe_open(str(path), framework="pt") as file:
-            raw = file.metadata() or {}
-            tensors = {key: file.get_tensor(key) for key in file.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ExportError(f"{path} is not a readable safetensors file ({str(error).splitlines()[0]})") from None
-    if raw.get("format") != FORMAT:
-        raise ExportError(f"{path} is not a rigl-repro export (its metadata has no format={FORMAT})")
-    if raw.get("format_version") != str(FORMAT_VERSION):
-        raise ExportError(f"{path} has format version {raw.get('format_version')}; this code reads {FORMAT_VERSION}")
-    try:
-        metadata: dict[str, Any] = {
-            **raw,
-            "config": json.loads(raw["config"]),
-            "metrics": json.loads(raw["metrics"]),
-            "masked": json.loads(raw["masked"]),
-            "width_multiplier": float(raw["width_multiplier"]),
-            "format_version": int(raw["format_version"]),
-        }
-    except (KeyError, ValueError) as error:
-        raise ExportError(f"{path} has incomplete metadata ({error.__class__.__name__}: {error})") from None
-    state = expand_state(tensors, metadata["masked"])
-    model = build_export_model(metadata["config"], metadata["width_multiplier"], bool(metadata["masked"]))
-    try:
-        model.load_state_dict(state, assign=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise ExportError(f"{path} does not fit model={metadata['config']['model']['name']}: {first}") from None
+        model, metadata = read_export(path)
+    except ExportError as error:
+        raise ExportError(f"{path}: {error}; {REEXPORT}") from None
     return model.to(device).eval(), metadata
 
 
@@ -299,11 +509,16 @@ def export_run(run_dir: Path, out: Path | None = None) -> ExportReport:
     metadata = run_metadata(summary, checkpoint)
     # The checkpoint must be the model the config describes: rebuilding it here catches a mismatch before
     # anything is written, not when the export is loaded.
+    # The same rules as load_export's, so that nothing is written that it would refuse.
     probe = build_export_model(summary["config"], json.loads(metadata["width_multiplier"]), bool(masked_weights(state)))
-    expected = {key: tuple(t.shape) for key, t in probe.state_dict().items()}
-    if expected != {key: tuple(t.shape) for key, t in state.items()}:
+    problem = layout_problem(state, layout_of(probe.state_dict()))
+    if problem:
         name = summary["config"]["model"]["name"]
-        raise ExportError(f"{run_dir / CHECKPOINT_FILE} does not hold the weights of its model={name}")
+        raise ExportError(f"{run_dir / CHECKPOINT_FILE} does not hold the weights of its model={name}: {problem}")
+    problem = nonfinite_problem(state)
+    if problem:
+        raise ExportError(f"{run_dir / CHECKPOINT_FILE}: {problem}; the model diverged or the file is damaged, "
+                          "so there is nothing to export: train the run again")  # fmt: skip
     write_export(state, path, metadata)
     masked = masked_weights(state)
     size = sum(state[weight].numel() for weight in masked)

@@ -6,7 +6,8 @@ active weights; docs/export.md) and print how much smaller it is than the dense 
 
 ``--check`` loads the file back and evaluates it on the run's test split as the trainer does; it fails
 (exit 1) unless the accuracy equals summary.json's test_acc exactly. Other errors (not a run folder, an
-unfinished run, a corrupt checkpoint, an unwritable output) are one line and exit 2.
+unfinished run, a corrupt checkpoint or one with non-finite weights, an unwritable output or a full disk, which
+leave any previous export as it was) are one line and exit 2. The same run always exports to the same bytes.
 """
 
 from __future__ import annotations

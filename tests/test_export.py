@@ -1,8 +1,11 @@
 """The compact export (rigl_repro/export.py, scripts/export.py): real runs on the embedded digits exported and
 loaded back bit for bit, their test accuracy exactly, the file's size from its layout, and one-line errors."""
 
+import errno
+import hashlib
 import importlib.util
 import json
+import logging
 import math
 import shutil
 import struct
@@ -16,11 +19,17 @@ import torch
 pytest.importorskip("safetensors")  # in requirements.txt; a machine without it skips this file, not the suite
 
 from safetensors import safe_open  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 
 from rigl_repro.export import (  # noqa: E402
+    CONTENT_HASH,
+    FORMAT_VERSION,
+    METADATA_ENTRIES,
+    REEXPORT,
     ExportError,
     accuracy_on_test_split,
     compact_state,
+    content_hash,
     dense_bytes,
     expand_state,
     export_run,
@@ -137,7 +146,7 @@ def test_masks_pack_to_bits_and_weights_keep_only_their_active_values():
     assert torch.equal(tensors["conv.weight.values"], weight.contiguous().reshape(-1)[mask.contiguous().reshape(-1)])
     restored = expand_state(tensors, {"conv.weight": [6, 4, 3, 3]})
     assert all(torch.equal(restored[key], state[key]) for key in state)
-    with pytest.raises(ExportError, match="3 values for a mask with"):
+    with pytest.raises(ExportError, match=r"conv.weight.values has shape \[3\]; its mask has \d+ active weights"):
         expand_state({**tensors, "conv.weight.values": torch.zeros(3)}, {"conv.weight": [6, 4, 3, 3]})
 
 
@@ -248,7 +257,7 @@ def test_bad_run_folders_and_outputs_are_one_line_errors(runs, tmp_path, capsys)
     assert not list(runs["rigl"].glob("*.safetensors*"))  # nothing written into the run folder either
 
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ExportError, match="is not a readable safetensors file"):
+    with pytest.raises(ExportError, match="junk.safetensors: not a readable safetensors file"):
         load_export(tmp_path / "junk.safetensors")
 
 
@@ -276,3 +285,235 @@ def test_the_script_exports_into_the_run_folder_and_checks_the_accuracy(runs, tm
     assert lines[5].startswith(f"ratio: dense / export {ratio:.2f}x, checkpoint.pt / export ")
     accuracy = summary(run_dir)["test_acc"]
     assert lines[6] == f"check: reloaded, test accuracy {accuracy:.4f} on cpu equals summary.json's exactly"
+
+
+# ------------------------------------------------------------------------------------------ nothing read on trust
+# Family rule: whatever is wrong with an export (its metadata, its tensors' names, dtypes, shapes or values, its
+# header), load_export raises one ExportError, one line, that starts with the file's path and ends with the remedy.
+@pytest.fixture(scope="module")
+def exported(runs, tmp_path_factory):
+    """An export of the RigL run, to copy and edit."""
+    return export_run(runs["rigl"], tmp_path_factory.mktemp("exported") / "rigl.safetensors").path
+
+
+def read_file(path):
+    """An export's metadata and tensors, as safetensors reads them."""
+    with safe_open(str(path), framework="pt") as file:
+        return dict(file.metadata()), {key: file.get_tensor(key) for key in file.keys()}
+
+
+def changed(metadata=lambda m: m, tensors=lambda t: t, rehash=False):
+    """An edit of an export file: its metadata and tensors through these functions, saved back; ``rehash`` stores
+    the content hash of the edited content, as someone who knows the format would."""
+
+    def edit(path):
+        meta, found = read_file(path)
+        meta, found = metadata(meta), tensors(found)
+        if rehash:
+            meta[CONTENT_HASH] = content_hash(found, meta)
+        save_file(found, str(path), metadata=meta)
+
+    return edit
+
+
+def without(key):
+    return lambda entries: {k: v for k, v in entries.items() if k != key}
+
+
+def replaced(key, value):
+    """The entries with ``key`` set to ``value``, or to ``value(old)`` when it is a function."""
+    return lambda entries: {**entries, key: value(entries[key]) if callable(value) else value}
+
+
+def raw(function):
+    """An edit of the file's bytes."""
+    return lambda path: path.write_bytes(function(path.read_bytes()))
+
+
+def with_nan(values):
+    values = values.clone()
+    values[0] = float("nan")
+    return values
+
+
+def metric_edited(text):
+    return json.dumps({**json.loads(text), "test_acc": 1.0})
+
+
+EDITS = {  # each kind of edit and what its one-line error says
+    "metadata key removed": (changed(metadata=without("config")), "metadata config is missing"),
+    "metadata value of the wrong type": (
+        changed(metadata=replaced("width_multiplier", '"wide"')),
+        """metadata width_multiplier is '"wide"', not a positive number""",
+    ),
+    "tensor missing": (changed(tensors=without("fc.bias")), "tensor fc.bias is missing (model=small_cnn)"),
+    "tensor of the wrong shape": (changed(tensors=replaced("fc.bias", torch.zeros(3))), "tensor fc.bias has shape [3], not [10]"),
+    "values of two dimensions": (
+        changed(tensors=replaced("fc.weight.values", lambda t: t.reshape(1, -1))),
+        "tensor fc.weight.values has shape [1, 128], not one dimension",
+    ),
+    "tensor added": (changed(tensors=replaced("extra", torch.zeros(1))), "tensor extra is not one of the model's"),
+    "header not JSON": (raw(lambda data: data[:8] + b"!" + data[9:]), "not a readable safetensors file (Error while"),
+    "header dtype edited": (raw(lambda data: data.replace(b'"F32"', b'"I32"', 1)), "is int32; the model's is float32"),
+    "file truncated": (raw(lambda data: data[: len(data) // 2]), "not a readable safetensors file"),
+    "file removed": (lambda path: path.unlink(), "no such file"),
+    "not an export": (changed(metadata=without("format")), "not a rigl-repro export (its metadata has no format="),
+    "format version unknown": (changed(metadata=replaced("format_version", "3")), "format version '3' is not one"),
+    "weight edited": (
+        changed(tensors=replaced("fc.weight.values", lambda t: t + 1)),
+        f"its tensors or metadata do not match its {CONTENT_HASH}: it was changed after export",
+    ),
+    "NaN weight": (changed(tensors=replaced("fc.weight.values", with_nan)), f"do not match its {CONTENT_HASH}"),
+    "metric edited": (changed(metadata=replaced("metrics", metric_edited)), f"do not match its {CONTENT_HASH}"),
+    "NaN weight, hash recomputed": (
+        changed(tensors=replaced("fc.weight.values", with_nan), rehash=True),
+        "tensor fc.weight.values holds NaN or infinite values; a trained model's are finite",
+    ),
+}
+
+
+def load_error(path):
+    """load_export's error for ``path``, after checking the family rule: one line, the file, the remedy."""
+    with pytest.raises(ExportError) as raised:
+        load_export(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and message.endswith(f"; {REEXPORT}") and "\n" not in message, message
+    assert raised.value.__suppress_context__ or raised.value.__context__ is None  # no chained traceback
+    return message
+
+
+def edited_copy(exported, tmp_path, edit):
+    path = tmp_path / "edited.safetensors"
+    shutil.copy(exported, path)
+    edit(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", EDITS)
+def test_every_kind_of_edit_is_one_line_naming_the_file(exported, tmp_path, kind):
+    edit, says = EDITS[kind]
+    assert says in load_error(edited_copy(exported, tmp_path, edit))
+
+
+WRONG_VALUES = {  # a value of the wrong type for every metadata entry that has a type (trained_on is any text)
+    "config": ("[1]", "is a JSON list, not an object"),
+    "metrics": ("3", "is a JSON int, not an object"),
+    "masked": ('{"fc.weight": "x"}', "gives fc.weight the shape 'x', not a list of sizes"),
+    "width_multiplier": ("-1", "is '-1', not a positive number"),
+    CONTENT_HASH: ("abc", "is 'abc', not a sha256 digest"),
+}
+
+
+@pytest.mark.parametrize("key", [*METADATA_ENTRIES, CONTENT_HASH])
+def test_every_metadata_entry_is_required_and_typed(exported, tmp_path, key):
+    assert f"metadata {key} is missing" in load_error(edited_copy(exported, tmp_path, changed(metadata=without(key))))
+    if key in WRONG_VALUES:  # checked before the hash: the message says what is wrong, not only "changed"
+        value, says = WRONG_VALUES[key]
+        path = edited_copy(exported, tmp_path, changed(metadata=replaced(key, value), rehash=key != CONTENT_HASH))
+        assert f"metadata {key} {says}" in load_error(path)
+
+
+def test_every_typed_metadata_entry_has_a_wrong_value_tested():
+    assert set(WRONG_VALUES) == {*METADATA_ENTRIES, CONTENT_HASH} - {"trained_on"}
+
+
+@pytest.mark.parametrize(
+    ("tensor", "dtype"),
+    [("fc.weight.values", torch.float64), ("fc.weight.values", torch.float16), ("fc.bias", torch.float64),
+     ("fc.bias", torch.bfloat16), ("features.1.num_batches_tracked", torch.int32)],
+)  # fmt: skip
+def test_dtypes_the_export_does_not_write_are_refused_even_with_a_matching_hash(exported, tmp_path, tensor, dtype):
+    expected = "int64" if "num_batches" in tensor else "float32"
+    path = edited_copy(exported, tmp_path, changed(tensors=replaced(tensor, lambda t: t.to(dtype)), rehash=True))
+    name = str(dtype).removeprefix("torch.")
+    assert f"tensor {tensor} is {name}; the model's is {expected}" in load_error(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("tensor", ["fc.weight.values", "features.1.running_var"])
+def test_non_finite_values_are_refused_on_load_and_on_export(runs, exported, tmp_path, value, tensor):
+    def poisoned(values):
+        values = values.clone()
+        values.view(-1)[0] = value
+        return values
+
+    path = edited_copy(exported, tmp_path, changed(tensors=replaced(tensor, poisoned), rehash=True))
+    assert f"tensor {tensor} holds NaN or infinite values" in load_error(path)
+
+    run_dir = tmp_path / "diverged"  # a checkpoint that holds one: refused before anything is written
+    shutil.copytree(runs["rigl"], run_dir)
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    key = tensor.removesuffix(".values")
+    checkpoint["model"][key] = poisoned(checkpoint["model"][key])
+    torch.save(checkpoint, run_dir / "checkpoint.pt")
+    with pytest.raises(ExportError, match=f"checkpoint.pt: tensor {key} holds NaN or infinite values; the model"):
+        export_run(run_dir)
+    assert not list(run_dir.glob("*.safetensors*"))
+
+
+def one_bit_flipped(tensor):
+    """A copy of ``tensor`` with the lowest bit of its first byte flipped: the smallest edit of its content."""
+    copy = tensor.clone()
+    copy.reshape(-1).view(torch.uint8)[0] ^= 1
+    return copy
+
+
+def test_the_content_hash_covers_the_metadata_and_every_tensor(exported):
+    metadata, tensors = read_file(exported)
+    assert metadata["format_version"] == str(FORMAT_VERSION) == "2"
+    assert metadata[CONTENT_HASH] == content_hash(tensors, metadata)
+    assert load_export(exported)[1][CONTENT_HASH] == metadata[CONTENT_HASH]
+    for key in sorted(tensors):  # any one tensor or metadata entry changes it
+        assert content_hash({**tensors, key: one_bit_flipped(tensors[key])}, metadata) != metadata[CONTENT_HASH], key
+    for key in sorted(set(metadata) - {CONTENT_HASH}):
+        assert content_hash(tensors, {**metadata, key: metadata[key] + " "}) != metadata[CONTENT_HASH], key
+
+
+def test_a_version_1_export_without_a_hash_still_loads_with_a_one_line_warning(exported, tmp_path, caplog):
+    metadata, tensors = read_file(exported)
+    old = tmp_path / "v1.safetensors"
+    save_file(tensors, str(old), metadata={**without(CONTENT_HASH)(metadata), "format_version": "1"})
+    with caplog.at_level(logging.WARNING, logger="rigl_repro.export"):
+        model, loaded = load_export(old)
+    [record] = caplog.records
+    message = record.getMessage()
+    assert message.startswith(f"{old}: format version 1 has no content hash") and message.endswith("to add one")
+    assert "\n" not in message and REEXPORT in message and loaded["format_version"] == 1
+    reference = load_export(exported)[0].state_dict()
+    assert all(torch.equal(bits(t), bits(reference[key])) for key, t in model.state_dict().items())
+    changed(tensors=replaced("fc.weight.values", with_nan))(old)  # no hash, but the other checks still apply
+    assert "tensor fc.weight.values holds NaN or infinite values" in load_error(old)
+
+
+# ------------------------------------------------------------------------------------------ written deterministically
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_two_exports_of_one_run_are_the_same_bytes(runs, exported, tmp_path):
+    first = export_run(runs["rigl"], tmp_path / "first.safetensors").path
+    digest = sha256(first)
+    for _ in range(3):  # the metadata used to come out in a random order: one repeat would rarely catch it
+        assert sha256(export_run(runs["rigl"], tmp_path / "again.safetensors").path) == digest
+    assert sha256(export_run(runs["rigl"], first).path) == digest == sha256(exported)
+    length = struct.unpack("<Q", first.read_bytes()[:8])[0]
+    header = json.loads(first.read_bytes()[8 : 8 + length], object_pairs_hook=lambda pairs: [k for k, _ in pairs])
+    assert header == sorted(header) and length % 8 == 0  # sorted keys; the buffers stay 8-byte aligned
+
+
+# ------------------------------------------------------------------------------------------ written atomically
+def test_a_full_disk_is_one_line_exit_2_and_leaves_the_previous_export(runs, tmp_path, capsys, monkeypatch):
+    previous = export_run(runs["rigl"], tmp_path / "model.safetensors").path
+    before = previous.read_bytes()
+
+    def full_disk(self, data):
+        with open(self, "wb") as file:
+            file.write(data[:100])  # a partial write, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    err = one_line_error(capsys, runs["rigl"], "--out", previous)
+    assert err.startswith(f"error: {previous} could not be written (No space left on device); "), err
+    with pytest.raises(OutputError):
+        export_run(runs["rigl"], previous)
+    assert previous.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]

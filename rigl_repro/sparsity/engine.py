@@ -48,6 +48,8 @@ from rigl_repro.errors import ConfigError
 from rigl_repro.sparsity.masks import SparseLayer, attach_masks, excluding, restricted_to, top_k_mask
 from rigl_repro.sparsity.methods.base import SparseMethod
 
+START_AFRESH = "delete it (or move it away) to train this run from the start"  # as for every refused checkpoint
+
 
 class SparseEngine:
     """Masks for ``model``'s conv and linear weights, kept exact under ``method``.
@@ -237,17 +239,22 @@ class SparseEngine:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore ``state_dict()``; call after the model's (and so the masks') state has been loaded."""
+        """Restore ``state_dict()``; call after the model's (and so the masks') state has been loaded. A run's
+        checkpoint has had its layout checked (``rigl_repro.training.checkpoint``); the masks are checked here
+        against this model's layers."""
         saved = dict(state["n_active"])
         names = [layer.name for layer in self.layers]
         if sorted(saved) != sorted(names):
-            raise ConfigError("the checkpoint's masked layers do not match this model's")
+            raise ConfigError(
+                f"the checkpoint's masked layers ({', '.join(saved)}) are not this model's ({', '.join(names)}); "
+                f"{START_AFRESH}"
+            )
         actual = torch.stack([layer.mask.sum() for layer in self.layers]).tolist() if self.layers else []
         for layer, count in zip(self.layers, actual):
             if count != saved[layer.name]:
                 raise ConfigError(
                     f"checkpoint is inconsistent: mask of {layer.name} has {count} active weights, "
-                    f"its record says {saved[layer.name]}"
+                    f"its record says {saved[layer.name]}; {START_AFRESH}"
                 )
             layer.n_active = count
         if self.layers:

@@ -2,7 +2,8 @@
 
 The model, optimizer, schedule and engine checkpoint themselves; this is the rest, with its own part of the
 checkpoint (``epoch``, ``history``, ``wall_time``, ``epoch_in_progress`` and ``rng``, as every earlier layout
-wrote them, so those checkpoints resume).
+wrote them, so those checkpoints resume). ``rigl_repro.training.checkpoint`` validates that part, its layout and
+its consistency with the recipe, before it is loaded here.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from rigl_repro.training.checkpoint import CheckpointError
 
 
 @dataclass
@@ -92,11 +91,8 @@ class RunState:
 
     def load_state_dict(self, state: Mapping[str, Any], device: torch.device, rank: int = 0,
                         world_size: int = 1) -> list[Mapping[str, Any]]:  # fmt: skip
-        """Restore ``state_dict()``'s part of a checkpoint; returns the per-process streams it holds (empty
-        when one process wrote it). A checkpoint without this part is refused in one line."""
-        missing = [key for key in ("epoch", "history", "wall_time", "rng") if key not in state]
-        if missing:
-            raise CheckpointError(f"the checkpoint lacks {', '.join(missing)}; move it away to start this run afresh")
+        """Restore ``state_dict()``'s part of a checkpoint, as ``load_checkpoint`` has validated it; returns the
+        per-process streams it holds (empty when one process wrote it)."""
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"]:

@@ -26,7 +26,13 @@ from rigl_repro.loggers import Logger, build_logger
 from rigl_repro.results import SUMMARY_FILE
 from rigl_repro.run.build import build_run, count_correct
 from rigl_repro.run.config import RunConfig
-from rigl_repro.training.checkpoint import CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE, CheckpointError, load_checkpoint
+from rigl_repro.training.checkpoint import (
+    CHECKPOINT_FILE,
+    INITIAL_WEIGHTS_FILE,
+    START_AFRESH,
+    CheckpointError,
+    load_checkpoint,
+)
 from rigl_repro.training.preemption import StopRequest
 from rigl_repro.training.processes import SingleProcess
 from rigl_repro.training.state import EpochInProgress, RunState
@@ -86,14 +92,18 @@ class Trainer:
                 f"the checkpoint was written on {state['device_type']} (its random-number states are that "
                 f"device's); resume it with device={state['device_type']}"
             )
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as error:
-            first = str(error).splitlines()[0]
-            raise ConfigError(f"the checkpoint's weights do not fit model={self.config.model.name}: {first}") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.engine.load_state_dict(state["engine"])
+        parts = {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "engine": self.engine}
+        for part, owner in parts.items():
+            try:
+                owner.load_state_dict(state[part])
+            except ConfigError:  # already one line that says what is wrong
+                raise
+            except (RuntimeError, ValueError, KeyError, TypeError) as error:  # torch's own checks of the layout
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise CheckpointError(
+                    f"{self.output_dir / CHECKPOINT_FILE}: its {part} state does not fit this run "
+                    f"(model={self.config.model.name}: {first}); {START_AFRESH}"
+                ) from None
         rank, world_size = self.processes.rank, self.processes.world_size
         streams = self.state.load_state_dict(state, self.device, rank, world_size)
         self.processes.restore_own_stream(streams, self.config.seed + self.engine.step_count, self.device)

@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from rigl_repro.errors import ConfigError
 from rigl_repro.models import small_cnn
 from rigl_repro.sparsity import SparseEngine, available_methods
 from rigl_repro.sparsity.methods import DropAndGrow
@@ -179,6 +180,15 @@ def test_loading_a_checkpoint_whose_masks_disagree_with_its_counts_fails_clearly
     first = engine.layers[1]
     first.mask.view(-1)[: first.size] = True
     with pytest.raises(ValueError, match="inconsistent"):
+        engine.load_state_dict(state)
+
+
+def test_loading_a_checkpoint_of_other_masked_layers_fails_in_one_line_naming_them():
+    _, _, engine = make_run({"name": "rigl", "density": 0.2}, total_steps=50)
+    state = engine.state_dict()
+    state["n_active"] = {"conv.weight": 3}
+    with pytest.raises(ConfigError, match=r"^the checkpoint's masked layers \(conv.weight\) are not this model's "
+                       r"\(features.0.weight, .*\); delete it \(or move it away\)"):  # fmt: skip
         engine.load_state_dict(state)
 
 

@@ -353,12 +353,18 @@ def test_global_pruning_removes_what_the_report_code_removes_at_every_step(densi
     assert abs(ours[-1] - density * total) <= 1
 
 
+def write_summary(path, engine, **fields):
+    """A finished run's summary.json, as far as another run reads it: its results and final layer densities."""
+    summary = {"config": {}, "test_acc": 0.5, "val_acc": None, "density": engine.overall_density(),
+               "layer_densities": engine.layer_densities(), **fields}  # fmt: skip
+    path.write_text(json.dumps(summary))
+
+
 def test_densities_from_a_uniform_run_keep_its_dense_first_layer_out_of_every_update(tmp_path):
     model, opt, engine = make_run({"name": "rigl", "density": 0.2, "redistribution": "momentum", "delta_t": 2}, 40)
     train(model, opt, engine, 20)
     names = [layer.name for layer in engine.layers]
-    summary = {"layer_densities": engine.layer_densities(), "budgeted_layers": names[1:]}
-    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    write_summary(tmp_path / "summary.json", engine, budgeted_layers=names[1:])
     masking = {"name": "rigl", "distribution": "custom", "custom_densities": str(tmp_path / "summary.json"),
                "delta_t": 1, "alpha": 0.5}  # fmt: skip
     model, opt, engine = make_run(masking, total_steps=100)
@@ -367,5 +373,5 @@ def test_densities_from_a_uniform_run_keep_its_dense_first_layer_out_of_every_up
     train(model, opt, engine, 50, lambda updated: None)
     assert bool(first.mask.all()) and bool(first.weight.detach().ne(0).all())  # never dropped, never zeroed
     (tmp_path / "summary.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="is not a readable run summary"):
+    with pytest.raises(ConfigError, match="^masking.custom_densities: .*summary.json is not valid JSON"):
         make_run(masking, total_steps=100)

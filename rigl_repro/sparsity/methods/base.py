@@ -18,7 +18,6 @@ bookkeeping, so a method only answers questions:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
+from rigl_repro.results import SummaryError, load_summary
 from rigl_repro.sparsity.distributions import DISTRIBUTIONS, budgeted_layers, layer_densities, nonzero_counts
 from rigl_repro.sparsity.masks import MASK_BUFFER, SparseLayer, random_mask
 from rigl_repro.sparsity.schedules import (
@@ -36,30 +36,74 @@ from rigl_repro.sparsity.schedules import (
     UPDATE_TIMINGS,
 )
 
+WEIGHTS_FILE = "a run's weights file (its checkpoint.pt or initial.pt)"
+SUMMARY = "a finished run's summary.json"
 
-def load_model_weights(path: str, option: str) -> dict[str, torch.Tensor]:
-    """A model state dict from ``path`` (a bare state dict, or a checkpoint with a ``"model"`` entry)."""
+
+def require_file(option: str, path: str, expected: str) -> Path:
+    """``path``, if it names a file; otherwise a one-line ConfigError naming ``option`` and saying what is wrong
+    (it is unset, a directory, or absent) and what it should name: ``expected``."""
     if not path:
-        raise ConfigError(f"{option} is not set; give the path of a dense run's weights")
+        raise ConfigError(f"{option} is not set; give the path of {expected}")
+    if Path(path).is_dir():
+        raise ConfigError(f"{option}={path!r} is a directory; give the path of {expected}, a file")
     if not Path(path).is_file():
-        raise ConfigError(f"{option}={path!r}: no such file")
+        raise ConfigError(f"{option}={path!r}: no such file; give the path of {expected} (its run must finish first)")
+    return Path(path)
+
+
+class SavedWeights(dict):
+    """A model state dict read from another run's file. ``source`` names the file as the user gave it
+    (``option='path'``), so that every check made on the weights says whose they are."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], source: str) -> None:
+        super().__init__(tensors)
+        self.source = source
+
+
+def load_model_weights(path: str, option: str) -> SavedWeights:
+    """The model state dict in ``path`` (a bare state dict, or a checkpoint with a ``"model"`` entry), read
+    without unpickling arbitrary objects: names to tensors, or a one-line ConfigError naming ``option``."""
+    source = f"{option}={path!r}"
+    file = require_file(option, path, WEIGHTS_FILE)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # any unreadable or unsafe file is the same problem for the user
-        raise ConfigError(f"{option}={path!r} is not a readable weights file ({error.__class__.__name__})") from None
+        raise ConfigError(f"{source} is not a readable weights file ({error.__class__.__name__})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
-    if not isinstance(state, dict):
-        raise ConfigError(f"{option}={path!r} does not hold a state dict")
-    return state
+    if not isinstance(state, dict) or not all(
+        isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in state.items()
+    ):
+        raise ConfigError(f"{source} does not hold a state dict (names to tensors); give the path of {WEIGHTS_FILE}")
+    return SavedWeights(state, source)
 
 
-def saved_mask(state: Mapping[str, torch.Tensor], layer: SparseLayer) -> torch.Tensor | None:
-    """``layer``'s mask in a saved model state dict, if it holds one of the right shape."""
-    saved = state.get(layer.name.removesuffix("weight") + MASK_BUFFER)
-    if isinstance(saved, torch.Tensor) and saved.dtype == torch.bool and saved.shape == layer.weight.shape:
+def require_fit(weights: SavedWeights, own: Mapping[str, torch.Tensor]) -> None:
+    """Refuse the weights of another model: the first tensor whose name is in ``own`` (this model's tensors)
+    but whose shape differs, in one line naming the file."""
+    for name, saved in weights.items():
+        if name in own and saved.shape != own[name].shape:
+            raise ConfigError(
+                f"{weights.source} holds another model's weights: its {name} has shape {tuple(saved.shape)}, "
+                f"this model's has {tuple(own[name].shape)}; give the files of a run of this model and width"
+            )
+
+
+def saved_mask(weights: SavedWeights, layer: SparseLayer) -> torch.Tensor | None:
+    """``layer``'s mask in ``weights``, or None if they hold none. Weights or a mask of another shape than
+    ``layer``'s, and a mask that is not boolean, are refused in one line naming the file."""
+    name = layer.name.removesuffix("weight") + MASK_BUFFER
+    require_fit(weights, {layer.name: layer.weight, name: layer.mask})
+    saved = weights.get(name)
+    if saved is None or saved.dtype == torch.bool:
         return saved
-    return None
+    binary = bool(((saved == 0) | (saved == 1)).all())
+    what = f"is a {saved.dtype} tensor" if binary else "holds values other than 0 and 1"
+    raise ConfigError(
+        f"{weights.source}: its {name} {what}, and a mask is a torch.bool tensor; give the checkpoint.pt of a "
+        "rigl-repro run"
+    )
 
 
 @dataclass(kw_only=True, eq=False)
@@ -223,7 +267,7 @@ class LayerwiseDistribution(TargetDensity):
         """
         if self.distribution == "custom" and isinstance(self.custom_densities, str):
             saved = self.source_summary().get("budgeted_layers")
-            if isinstance(saved, list):
+            if saved is not None:
                 return [name for name in names if name in set(saved)]
         return budgeted_layers(self.distribution, {name: () for name in names})
 
@@ -238,30 +282,49 @@ class LayerwiseDistribution(TargetDensity):
             shapes,
             self.density,
             erk_power_scale=self.erk_power_scale,
-            custom_densities=self.custom_density_map(),
+            custom_densities=self.custom_density_map(list(shapes)),
         )
 
-    def custom_density_map(self) -> Mapping[str, float] | None:
-        """``custom_densities`` as a map; a path names a finished run's ``summary.json``, whose final
-        per-layer densities are used (the report's re-initialisation and lottery rows)."""
+    def custom_density_map(self, names: Sequence[str]) -> Mapping[str, float] | None:
+        """``custom_densities`` as a map, for a model whose masked layers are ``names``; a path names a finished
+        run's ``summary.json``, whose final per-layer densities are used (the report's re-initialisation and
+        lottery rows)."""
         if self.distribution != "custom":  # the option is ignored, and never read, under other distributions
             return None
         if not isinstance(self.custom_densities, str):
             return self.custom_densities
-        return self.source_summary()["layer_densities"]
+        return self.summary_densities(names)
+
+    def summary_densities(self, names: Sequence[str]) -> dict[str, float]:
+        """The final per-layer densities of the summary ``custom_densities`` names: refused, in one line naming
+        the file, unless there is one for each of ``names`` (this model's masked layers) and no other, each
+        in (0, 1]."""
+        option = f"masking.custom_densities={self.custom_densities!r}"
+        densities = self.source_summary()["layer_densities"]
+        if sorted(densities) != sorted(names):
+            raise ConfigError(
+                f"{option} holds the densities of another model's {len(densities)} layers ({', '.join(densities)}), "
+                f"not of this model's {len(names)} ({', '.join(names)}); name the summary of a run of this model"
+            )
+        return {
+            name: require_in_range(f"{option}: its layer_densities[{name}]", densities[name], 0.0, 1.0, low_open=True)
+            for name in names
+        }
 
     def source_summary(self) -> dict[str, Any]:
-        """The ``summary.json`` that ``custom_densities`` names."""
+        """The run summary that ``custom_densities`` names, with its per-layer densities (names to numbers)
+        and, where it has one, its list of budgeted layers among them; anything else is refused in one line."""
         option = f"masking.custom_densities={self.custom_densities!r}"
-        path = Path(str(self.custom_densities))
-        if not path.is_file():
-            raise ConfigError(f"{option}: no such file (the run it names must finish first)")
+        path = require_file("masking.custom_densities", str(self.custom_densities), SUMMARY)
         try:
-            summary = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"{option} is not a readable run summary ({error.__class__.__name__})") from None
-        if not isinstance(summary, dict) or not isinstance(summary.get("layer_densities"), dict):
-            raise ConfigError(f"{option} has no layer_densities: it is not a finished run's summary.json")
+            summary = load_summary(path)
+        except SummaryError as error:
+            raise ConfigError(f"masking.custom_densities: {error}") from None
+        densities, budget = summary.get("layer_densities"), summary.get("budgeted_layers", [])
+        if not isinstance(densities, dict) or not densities:
+            raise ConfigError(f"{option} has no layer_densities: it is not {SUMMARY}")
+        if not isinstance(budget, list) or not set(budget) <= set(densities):
+            raise ConfigError(f"{option}: its budgeted_layers is not a list of its layers; it is not {SUMMARY}")
         return summary
 
     def initial_counts(self) -> list[int]:

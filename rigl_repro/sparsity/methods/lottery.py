@@ -7,7 +7,8 @@ to the run's initial weights, and training proceeds with the mask fixed. The rep
 mask of its pruning run with the same density and seed (``lottery_ticket_init`` in
 ``sparselearning/funcs/init_scheme.py``), and the same seed gives it the same initial weights; the
 ``lottery`` variant points both files at that run. Both weight files are PyTorch state dicts (or checkpoints
-holding one under ``"model"``), loaded without unpickling arbitrary objects.
+holding one under ``"model"``), loaded without unpickling arbitrary objects, and refused in one line naming the
+file when they are another model's (a tensor of another shape) or hold a mask that is not boolean.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ import torch
 
 from rigl_repro.errors import ConfigError
 from rigl_repro.sparsity.masks import SparseLayer, top_k_mask
-from rigl_repro.sparsity.methods.base import LayerwiseDistribution, load_model_weights, saved_mask
+from rigl_repro.sparsity.methods.base import (
+    LayerwiseDistribution,
+    SavedWeights,
+    load_model_weights,
+    require_fit,
+    saved_mask,
+)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -33,21 +40,25 @@ class LotteryTicket(LayerwiseDistribution):
     def initial_masks(self, counts: Sequence[int]) -> list[torch.Tensor]:
         trained = load_model_weights(self.trained_weights, "masking.trained_weights")
         initial = load_model_weights(self.initial_weights, "masking.initial_weights")
+        own = self.model.state_dict()
+        require_fit(trained, own)
+        require_fit(initial, own)
         missing = [layer.name for layer in self.layers if layer.name not in trained]
         if missing:
-            raise ConfigError(f"masking.trained_weights lacks weights of: {', '.join(missing)}")
-        initial = {key: value for key, value in initial.items() if not key.endswith(".weight_mask")}
-        incompatible = self.model.load_state_dict(initial, strict=False)
+            raise ConfigError(f"{trained.source} lacks weights of: {', '.join(missing)}")
+        incompatible = self.model.load_state_dict(
+            {key: value for key, value in initial.items() if not key.endswith(".weight_mask")}, strict=False
+        )
         absent = [key for key in incompatible.missing_keys if not key.endswith(".weight_mask")]
         if absent or incompatible.unexpected_keys:
             raise ConfigError(
-                f"masking.initial_weights does not fit the model (missing: {absent[:5]}, "
+                f"{initial.source} does not fit the model (missing: {absent[:5]}, "
                 f"unexpected: {incompatible.unexpected_keys[:5]})"
             )
         return [self.trained_mask(trained, layer, count) for layer, count in zip(self.layers, counts)]
 
     @staticmethod
-    def trained_mask(trained: dict[str, torch.Tensor], layer: SparseLayer, count: int) -> torch.Tensor:
+    def trained_mask(trained: SavedWeights, layer: SparseLayer, count: int) -> torch.Tensor:
         """The trained run's own mask of ``layer`` if it has ``count`` active weights, else the top-``count``
         trained magnitudes."""
         saved = saved_mask(trained, layer)

@@ -1,14 +1,14 @@
 """Train one configured run (or a sweep with -m): ``python main.py dataset=cifar10 masking=rigl masking.density=0.1``.
 
-Returns the validation accuracy, so Hydra's Optuna sweeper can maximise it; with ``trial_seeds`` it trains
-every listed seed (in ``seed=N`` subfolders) and returns their mean.
+Returns the validation accuracy, so Hydra's Optuna sweeper can maximise it; with ``trial_seeds`` (a list of
+distinct seeds) it trains every listed seed (in ``seed=N`` subfolders) and returns their mean.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -18,6 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 import rigl_repro.config  # noqa: F401  (registers the resolvers conf/config.yaml uses)
 from rigl_repro.errors import ConfigError, TrainingDiverged
+from rigl_repro.launchers import stop_with_sweeper
+from rigl_repro.run.config import signal_numbers
+from rigl_repro.sweeps.seeds import check_trial_seeds
 from rigl_repro.training.preemption import Stopped
 from rigl_repro.training.session import run
 
@@ -39,16 +42,14 @@ def train_one(cfg: DictConfig, output_dir: Path) -> float | None:
 def main(cfg: DictConfig) -> float | None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        if not cfg.trial_seeds:
+        # A worker of a parallel sweep ends with its sweeper, as a signal the run checkpoints on would end it.
+        stop_with_sweeper((signal_numbers(cfg.checkpoint.on_signals) or [signal.SIGTERM])[0])
+        seeds = check_trial_seeds(cfg.trial_seeds)
+        if seeds is None:
             return train_one(cfg, output_dir)
-        if isinstance(cfg.trial_seeds, str) or not isinstance(cfg.trial_seeds, Sequence):
-            raise ConfigError(f"trial_seeds={cfg.trial_seeds!r} is invalid; expected a list of seeds, e.g. [0,1,2]")
         if not cfg.dataset.val_size:  # refused before the first seed trains, not after it
             raise ConfigError("trial_seeds averages validation accuracies: it needs dataset.val_size > 0")
-        accuracies = [
-            train_one(OmegaConf.merge(cfg, {"seed": int(seed)}), output_dir / f"seed={seed}")
-            for seed in cfg.trial_seeds
-        ]
+        accuracies = [train_one(OmegaConf.merge(cfg, {"seed": seed}), output_dir / f"seed={seed}") for seed in seeds]
         return sum(accuracies) / len(accuracies)
     except (ConfigError, TrainingDiverged) as error:
         log.error("error: %s", error)

@@ -1,6 +1,7 @@
 """What the launchers tell a process, read in one place: where it stands among a run's processes (torchrun's
 and SLURM's variables), the cores it may use (its affinity, SLURM's ``SLURM_CPUS_PER_TASK``), and how many runs
-the current Hydra launcher starts at once on this machine (the joblib launcher's ``n_jobs``).
+the current Hydra launcher starts at once on this machine (the joblib launcher's ``n_jobs``), and the sweeper a
+run's worker process must not outlive.
 
 Thread counts (``rigl_repro.run.threads``), data-parallel training (``rigl_repro.training.distributed``) and
 the Optuna sweeper (``rigl_repro.sweeps``) read the launchers only through this module, so a new launcher is
@@ -9,10 +10,18 @@ taught to the project here.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import subprocess
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+SWEEPER_PID = "RIGL_REPRO_SWEEPER_PID"  # set by the project's sweepers, inherited by their launchers' workers
 
 
 @dataclass(frozen=True)
@@ -86,10 +95,61 @@ def runs_sharing_cores() -> int:
     or a SLURM job, whose cores are its own)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
+    if "joblib" not in hydra_launcher().lower():
         return 1
-    launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")).lower():
-        return 1
-    n_jobs = int(launcher.get("n_jobs") or 1)
+    n_jobs = int(HydraConfig.get().launcher.get("n_jobs") or 1)
     return n_jobs if n_jobs >= 1 else usable_cores()
+
+
+def hydra_launcher() -> str:
+    """The ``_target_`` of the current Hydra launcher, or "" outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    return str(HydraConfig.get().launcher.get("_target_", ""))
+
+
+def announce_sweeper(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Tell the processes a sweeper's launcher starts from now on (they inherit the environment) whose they are."""
+    environ[SWEEPER_PID] = str(os.getpid())
+
+
+def sweeper_to_outlive(environ: Mapping[str, str], launcher: str, pid: int) -> int | None:
+    """The sweeper process this run's process must stop with: the one that announced itself, when the run is
+    a job of the joblib launcher in a process of its own (a worker that sweeper started). None when the run is
+    the sweeper's own process (one job at a time) or runs elsewhere (a SLURM job outlives its sweeper: it is
+    the scheduler's, and a restarted sweep waits for its run folder)."""
+    announced = environ.get(SWEEPER_PID, "")
+    if "joblib" not in launcher.lower() or not announced.isdigit() or int(announced) == pid:
+        return None
+    return int(announced)
+
+
+def watch_sweeper(sweeper: int, signum: int, poll_s: float, grace_s: float) -> None:
+    """Wait while ``sweeper`` is this process's parent; once it is gone (killed: its workers are handed to
+    init), send this process ``signum`` (the run checkpoints at its next step and ends), and end it for good
+    ``grace_s`` later if it is still there (it was evaluating, or between jobs with a handler that returned)."""
+    while os.getppid() == sweeper:
+        time.sleep(poll_s)
+    log.warning("the sweeper (process %d) is gone; stopping this run with %s (the same command resumes it)",
+                sweeper, signal.Signals(signum).name)  # fmt: skip
+    os.kill(os.getpid(), signum)
+    time.sleep(grace_s)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+_watched: set[int] = set()  # the sweepers this process already watches (a worker runs one job after another)
+
+
+def stop_with_sweeper(signum: int = signal.SIGTERM, poll_s: float = 1.0, grace_s: float = 60.0) -> None:
+    """In a worker process of a sweep's joblib launcher, stop (with ``signum``) when the sweeper dies. A
+    SIGKILLed sweeper cannot stop its loky workers, which would train on for hours with no one to take their
+    result. Polls the parent rather than asking Linux (``PR_SET_PDEATHSIG``) because that signal follows the
+    *thread* that forked the worker, which in loky may be a helper thread that ends while the sweeper lives."""
+    sweeper = sweeper_to_outlive(os.environ, hydra_launcher(), os.getpid())
+    if sweeper is None or sweeper in _watched:
+        return
+    _watched.add(sweeper)
+    threading.Thread(target=watch_sweeper, args=(sweeper, signum, poll_s, grace_s), name="sweeper-watch",
+                     daemon=True).start()  # fmt: skip

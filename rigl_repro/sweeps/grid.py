@@ -10,9 +10,12 @@ from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
 from submitit.core.utils import FailedJobError
 
 from rigl_repro.errors import ConfigError, TrainingDiverged
+from rigl_repro.launchers import announce_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,10 @@ def launch_or_exit(
 class GridSweeperBase(BasicSweeper):
     """``-m`` over the cartesian product of the overrides, one batch after another (Hydra's own); the
     default sweeper (``hydra.sweeper._target_`` in conf/config.yaml)."""
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        announce_sweeper()  # runs in worker processes stop when this process dies
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.launcher is not None

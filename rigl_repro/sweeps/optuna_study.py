@@ -16,7 +16,12 @@ Here:
 The search space uses the syntax of Hydra's Optuna sweeper (and the report's code): ``interval(a, b)`` is a
 uniform float (``tag(log, interval(a, b))`` log-uniform; Hydra reads both ends as floats), ``range(a, b,
 step=s)`` the integers a, a + s, ..., b (both ends included, as hydra-optuna-sweeper 1.3 had it),
-``choice(...)`` a categorical; any other value is passed to every trial unchanged.
+``choice(...)`` a categorical; any other value is passed to every trial unchanged. Seeds are never searched
+(``trial_seeds`` gives every trial the same ones, ``rigl_repro.sweeps.seeds``).
+
+A stored study keeps the direction, search space and fixed overrides it was created for: a command asking for
+others is refused before it touches the study (``rigl_repro.sweeps.agreement``), and so is a storage that is
+not an Optuna one (``rigl_repro.sweeps.storage``).
 """
 
 from __future__ import annotations
@@ -41,9 +46,14 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from rigl_repro.config import folder_name
 from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
-from rigl_repro.launchers import launch_from_environment
+from rigl_repro.launchers import announce_sweeper, launch_from_environment
+from rigl_repro.results import atomic_file
+from rigl_repro.sweeps.agreement import disagreement, objective, record, settings, stored_settings
 from rigl_repro.sweeps.grid import RUN_FAILURES, exit_after_failures, launch_or_exit
+from rigl_repro.sweeps.seeds import check_trial_seeds, refuse_searched_seeds
+from rigl_repro.sweeps.storage import check_storage, sqlite_path, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +83,11 @@ def distribution_of(override: Override) -> BaseDistribution | None:
 
 def search_space(overrides: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
     """Split ``key=value`` overrides into Optuna distributions (sweeps) and fixed ``key: value`` overrides.
-    A later override of a key replaces an earlier one (the command line after the config's ``params``)."""
+    A later override of a key replaces an earlier one (the command line after the config's ``params``); a seed
+    left in the search space is refused."""
     space: dict[str, BaseDistribution] = {}
     fixed: dict[str, str] = {}
+    typed: dict[str, str] = {}
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.get_key_element()
         space.pop(key, None)
@@ -84,7 +96,8 @@ def search_space(overrides: Sequence[str]) -> tuple[dict[str, BaseDistribution],
         if distribution is None:
             fixed[key] = override.get_value_element_as_str()
         else:
-            space[key] = distribution
+            space[key], typed[key] = distribution, override.input_line
+    refuse_searched_seeds({key: typed[key] for key in space})
     return space, fixed
 
 
@@ -198,6 +211,7 @@ class OptunaStudySweeperBase(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
+        announce_sweeper()  # trials run in worker processes stop when this process dies
 
     def validate_options(self) -> None:
         """Each ``hydra.sweeper`` option, in one line naming it if it is nonsense."""
@@ -218,14 +232,48 @@ class OptunaStudySweeperBase(Sweeper):
             )
 
     def open_storage(self) -> HeartbeatStorage:
-        if self.storage_url.startswith("sqlite:///"):
-            Path(self.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return HeartbeatStorage(
-            self.storage_url,
-            heartbeat_interval=self.heartbeat_interval,
-            grace_period=self.grace_period,
-            heartbeat_stale_trial_callback=queue_again_if_proposed,
-        )
+        """The study's storage, once it is known to be an Optuna storage (or a new one); else a ConfigError."""
+        check_storage(self.storage_url)
+        database = sqlite_path(self.storage_url)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        with storage_errors(self.storage_url):
+            return HeartbeatStorage(
+                self.storage_url,
+                heartbeat_interval=self.heartbeat_interval,
+                grace_period=self.grace_period,
+                heartbeat_stale_trial_callback=queue_again_if_proposed,
+            )
+
+    def open_study(
+        self, storage: HeartbeatStorage, space: dict[str, BaseDistribution], fixed: dict[str, str]
+    ) -> optuna.Study:
+        """The stored study, refused in one line (and left untouched) if it was created for another direction,
+        search space or fixed overrides; created, with a record of them, if there is none. A study stored
+        before they were recorded adopts this command's."""
+        asked = settings(self.direction, space, fixed)
+        with storage_errors(self.storage_url):
+            try:
+                study, created = optuna.load_study(study_name=self.study_name, storage=storage), False
+            except KeyError:  # no such study yet (load_if_exists: another sweeper may be creating it now)
+                study, created = optuna.create_study(
+                    study_name=self.study_name, storage=storage, direction=self.direction, load_if_exists=True
+                ), True  # fmt: skip
+            directions = ", ".join(direction.name.lower() for direction in study.directions)
+            stored = stored_settings(directions, study.user_attrs)
+            unrecorded = stored is None  # new, or stored before the record: it keeps only its direction
+            if stored is None:
+                stored = settings(directions, space, fixed)
+            problem = disagreement(self.study_name, self.storage_url, stored, asked)
+            if problem:
+                raise ConfigError(problem)
+            if unrecorded:
+                if not created:
+                    log.info("study %s in %s has no record of its search space and fixed overrides; recording "
+                             "this command's", self.study_name, self.storage_url)  # fmt: skip
+                for key, value in record(space, fixed).items():
+                    study.set_user_attr(key, value)
+        return study
 
     def propose(self, study: optuna.Study, space: dict[str, BaseDistribution], fixed: dict[str, str]) -> optuna.Trial:
         """The next trial: a queued copy of an interrupted one if there is any, else the sampler's proposal,
@@ -272,14 +320,15 @@ class OptunaStudySweeperBase(Sweeper):
         try:
             self.validate_options()
             space, fixed = search_space([*(f"{key}={value}" for key, value in self.params.items()), *arguments])
+            # Seeds are never searched, so every trial trains the seeds the sweep's own config lists.
+            check_trial_seeds(OmegaConf.select(self.config, "trial_seeds"))
+            storage = self.open_storage()
+            not_identity = self.config.hydra.job.config.override_dirname.exclude_keys
+            study = self.open_study(storage, space, objective(fixed, not_identity))
         except ConfigError as error:
             log.error("error: %s", error)
             raise SystemExit(2) from None
-        storage = self.open_storage()
-        optuna.create_study(
-            study_name=self.study_name, storage=storage, direction=self.direction, load_if_exists=True
-        )
-        self.requeue_stale_trials(optuna.load_study(study_name=self.study_name, storage=storage))
+        self.requeue_stale_trials(study)
         while True:
             study = optuna.load_study(study_name=self.study_name, storage=storage)
             optuna.storages.fail_stale_trials(study)  # another sweeper of this study may have died meanwhile
@@ -343,6 +392,6 @@ class OptunaStudySweeperBase(Sweeper):
             results.update(best_trial=best.number, best_value=best.value, best_params=best.params)
             log.info("study %s: best trial %d, %s -> %.4f", self.study_name, best.number, best.params, best.value)
         assert self.config is not None
-        path = Path(self.config.hydra.sweep.dir) / "optuna" / f"{self.study_name}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(results), path)
+        path = Path(self.config.hydra.sweep.dir) / "optuna" / f"{folder_name(self.study_name)}.yaml"
+        with atomic_file(path) as temporary:  # a kill or a full disk never leaves half a results file
+            OmegaConf.save(OmegaConf.create(results), temporary)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from hydra.errors import HydraException
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from rigl_repro.config import compose_config  # noqa: E402
+from rigl_repro.config import compose_config, composition_error  # noqa: E402
 from rigl_repro.errors import ConfigError  # noqa: E402
 from rigl_repro.flops.planning import plan_flops  # noqa: E402
 from rigl_repro.run.build import plan_run  # noqa: E402
@@ -47,21 +48,33 @@ def print_table(plan: dict) -> None:
               "distribution's. A run's summary.json holds the integrated values.")
 
 
+def fail(message: str) -> NoReturn:
+    """Stop with one line and exit code 2, as ``main.py`` does for a bad value."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(overrides: list[str]) -> None:
     if {"-h", "--help"} & set(overrides):
         print(__doc__)
         return
     try:
         cfg = compose_config(overrides)
-        plan = plan_flops(plan_run(RunConfig.from_hydra(cfg)))
-    except (ConfigError, HydraException) as error:
-        sys.exit(f"error: {error}")
+    except HydraException as error:
+        fail(composition_error(error))
+    if cfg.flops.format not in ("table", "json"):
+        fail(f"flops.format={cfg.flops.format!r} is not known; choose one of: table, json")
+    try:
+        run_plan = plan_run(RunConfig.from_hydra(cfg))
+        plan = plan_flops(run_plan)
+    except ConfigError as error:
+        fail(str(error))
+    for warning in run_plan.warnings:  # on stderr: the JSON on stdout stays one object
+        print(f"warning: {warning}", file=sys.stderr)
     if cfg.flops.format == "json":
         print(json.dumps(plan, indent=2))
-    elif cfg.flops.format == "table":
-        print_table(plan)
     else:
-        sys.exit(f"error: flops.format={cfg.flops.format!r} is not known; choose one of: table, json")
+        print_table(plan)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ that ``dataset.source`` names (``rigl_repro.data.registry``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,11 +72,39 @@ def validate_dataset_options(cfg: Mapping[str, Any]) -> None:
         if not isinstance(values, (list, tuple)) or len(values) != channels:
             raise ConfigError(f"dataset.{option}={values!r} is invalid; expected a list of {channels} value(s), "
                               "one per channel")  # fmt: skip
+        # The images are standardised by these: a std of 0 (or a value that is not a finite number) makes the
+        # inputs infinite or NaN, and the run then fails as if it diverged.
+        positive = option == "std"
+        if not all(is_finite_number(value) and (value > 0 or not positive) for value in values):
+            kind = "positive, finite number" if positive else "finite number"
+            raise ConfigError(f"dataset.{option}={values!r} is invalid; expected a {kind} per channel")
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is a real, finite number (not a bool, a string or NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_declared_shape(cfg: Mapping[str, Any], images: torch.Tensor) -> None:
+    """The images are ``(dataset.channels, dataset.image_size, dataset.image_size)``, as declared: the model,
+    its FLOP counts and the normalisation are built from the declared shape, so a wrong one would train (and
+    report) another model than the one the data need. One check for every source, right after loading."""
+    source, shape = cfg["source"], tuple(images.shape[1:])
+    if len(shape) != 3:
+        raise ConfigError(f"{source}'s images have shape {tuple(images.shape)}, not (N, C, H, W); fix its loader")
+    channels, height, width = shape
+    if channels != cfg["channels"]:
+        raise ConfigError(f"dataset.channels={cfg['channels']} but {source}'s images have {channels} channel(s); "
+                          f"set dataset.channels={channels} (and one dataset.mean and dataset.std per channel)")
+    if (height, width) != (cfg["image_size"], cfg["image_size"]):
+        fix = f"set dataset.image_size={height}" if height == width else "the models here take square images"
+        raise ConfigError(f"dataset.image_size={cfg['image_size']} but {source}'s images are {height}x{width}; {fix}")
 
 
 def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
     """The splits that the ``dataset`` config describes, moved to ``device``: the common options checked, then
-    the registered source's own, its images loaded, and the validation set held out of its training images."""
+    the registered source's own, its images loaded and checked against the declared shape, and the validation set
+    held out of its training images."""
     source = cfg["source"]
     validate_dataset_options(cfg)
     augmentation = require_choice("dataset.augment", cfg["augment"], AUGMENTATIONS)
@@ -84,6 +113,8 @@ def load_splits(cfg: Mapping[str, Any], device: torch.device) -> DataSplits:
     if registered.validate is not None:
         registered.validate(cfg)
     train_x, train_y, test_x, test_y = registered.load(cfg)
+    for images in (train_x, test_x):
+        check_declared_shape(cfg, images)
     if len(train_y) != cfg["train_pool"]:
         raise ConfigError(
             f"dataset.train_pool={cfg['train_pool']} but the dataset has {len(train_y)} training images; "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,15 +24,27 @@ INIT_TIMEOUT_S = 60  # W&B's own default is 90 s; online runs without a network 
 
 
 PROJECT_NAME_FORBIDDEN = set("/\\#?%:")  # characters W&B refuses in a project name
+PROJECT_NAME_LIMIT = 128  # characters, W&B's limit
+ENTITY_NAME = re.compile(r"[A-Za-z0-9_-]+")  # a W&B user or team name
 
 
-def validate_wandb(mode: str, project: str) -> str:
-    """``logger.mode`` must be one of ``MODES``, and ``logger.project`` a name W&B accepts (checked here,
-    because W&B itself only refuses it after a long wait for its service)."""
+def validate_wandb(mode: str, project: Any, entity: Any = None) -> str:
+    """``logger.mode`` must be one of ``MODES``, and ``logger.project`` and ``logger.entity`` names W&B accepts
+    (checked here, before anything is written: W&B refuses a bad one only once the run has started, or, offline,
+    when the run is synced). A disabled logger reads neither."""
     require_choice("logger.mode", mode, MODES)
-    if mode != "disabled" and (not project or PROJECT_NAME_FORBIDDEN & set(str(project))):
+    if mode == "disabled":
+        return mode
+    if not isinstance(project, str) or not project or PROJECT_NAME_FORBIDDEN & set(project):
         raise ConfigError(
             f"logger.project={project!r} is invalid; expected a name without any of / \\ # ? % :"
+        )
+    if len(project) > PROJECT_NAME_LIMIT:
+        raise ConfigError(f"logger.project={project!r} is invalid; expected at most {PROJECT_NAME_LIMIT} characters")
+    if entity is not None and not (isinstance(entity, str) and ENTITY_NAME.fullmatch(entity)):
+        raise ConfigError(
+            f"logger.entity={entity!r} is invalid; expected null (your default entity) or a W&B user or team name "
+            "of letters, digits, - and _"
         )
     return mode
 
@@ -50,7 +63,7 @@ class WandbLogger(Logger):
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
-        validate_wandb(options["mode"], options["project"])
+        validate_wandb(options["mode"], options["project"], options["entity"])
 
     def __init__(
         self,
@@ -61,7 +74,7 @@ class WandbLogger(Logger):
         output_dir: Path,
         history: Sequence[Mapping[str, Any]] = (),
     ):
-        validate_wandb(mode, project)
+        validate_wandb(mode, project, entity)
         self.run = None
         if mode == "disabled":
             return

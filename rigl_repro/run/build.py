@@ -16,7 +16,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from rigl_repro.data import DataSplits, load_splits, normalise
-from rigl_repro.errors import ConfigError
 from rigl_repro.flops.accounting import model_layer_flops
 from rigl_repro.flops.counting import layer_flops
 from rigl_repro.models import build_model, count_sparsifiable_weights, meta_model
+from rigl_repro.run.checks import degenerate_warnings, refuse_degenerate
 from rigl_repro.run.config import RunConfig, resolve_device
 from rigl_repro.run.recipe import enabled, learning_rate_factor
 from rigl_repro.run.threads import apply_thread_policy
@@ -63,6 +63,7 @@ class RunPlan:
     reference_inference: float  # dense FLOPs per example of the full-width model: the "1x" of relative FLOPs
     train_size: int  # training images
     steps_per_epoch: int  # the last, partial batch is a step
+    warnings: list[str] = field(default_factory=list)  # the degenerate settings it trains with (run.checks)
 
     @property
     def epochs(self) -> int:
@@ -85,7 +86,10 @@ class RunPlan:
 
 def plan_run(config: RunConfig, train_size: int | None = None) -> RunPlan:
     """Plan ``config``'s run without data: ``train_size`` is the training images the data hold (default: the
-    dataset's declared ``train_pool - val_size``)."""
+    dataset's declared ``train_pool - val_size``, which ``load_splits`` makes sure the data hold).
+
+    Settings that make the run degenerate are refused here, in one line naming the option, or recorded in the
+    plan's ``warnings`` (``rigl_repro.run.checks``)."""
     method, dataset = config.method(), config.dataset
     train_size = dataset.train_size if train_size is None else train_size
     batch_size = config.train.batch_size
@@ -94,8 +98,11 @@ def plan_run(config: RunConfig, train_size: int | None = None) -> RunPlan:
     model = meta_model(options, classes, width)
     flops = layer_flops(model, dataset.input_shape)
     reference = flops if width is None else model_layer_flops(options, classes, dataset.input_shape)
-    return RunPlan(config, method, width, weight_shapes(model), flops, float(sum(reference.values())),
+    plan = RunPlan(config, method, width, weight_shapes(model), flops, float(sum(reference.values())),
                    train_size, math.ceil(train_size / batch_size))  # fmt: skip
+    refuse_degenerate(plan)
+    plan.warnings = degenerate_warnings(plan)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -161,12 +168,11 @@ def build_run(config: RunConfig, processes: Placement) -> RunParts:
     select_kernels(config.options.deterministic, on_cuda)
     threads = apply_thread_policy(config.options.threads)
     torch.manual_seed(seed)
+    # Planned before the data are read (or downloaded), so that a degenerate setting stops the run at once; the
+    # data hold the declared training images (``load_splits`` checks), and planning draws no random numbers.
+    plan = plan_run(config)
     with processes.main_first():  # one download into shared files, then every rank reads them
         data = load_splits(config.dataset.options, device)
-    if recipe.batch_size > len(data.train):
-        raise ConfigError(f"train.batch_size={recipe.batch_size} is larger than the {len(data.train)} training "
-                          "images; expected at most their number")  # fmt: skip
-    plan = plan_run(config, train_size=len(data.train))
     model = build_model(config.model.options, config.dataset.num_classes, plan.width)
     model = processes.prepare_model(model.to(device, memory_format=precision.memory_format))
     optimizer = torch.optim.SGD(
@@ -187,6 +193,8 @@ def build_run(config: RunConfig, processes: Placement) -> RunParts:
         # batches keep their specialised kernels, and an epoch's last, smaller batch gets its own.
         model.compile(dynamic=False)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    for warning in plan.warnings:  # once the run is built: a setting refused while building it is its one line
+        log.warning("%s", warning)
     return RunParts(plan, device, precision, threads, data, model, processes.wrap(model), optimizer, scheduler,
                     engine, criterion)  # fmt: skip
 

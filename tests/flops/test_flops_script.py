@@ -1,7 +1,10 @@
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,4 +32,39 @@ def test_table_output_and_a_bad_option(tmp_path):
     table = flops_py("dataset=cifar100", "masking=snfs", cwd=tmp_path)
     assert table.returncode == 0 and "inference FLOPs per image" in table.stdout and "note:" in table.stdout
     bad = flops_py("masking.density=3", cwd=tmp_path)
-    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: masking.density=3 is out of range")
+    assert bad.returncode == 2 and bad.stdout == ""  # main.py's exit code for a bad value
+    (line,) = bad.stderr.strip().splitlines()
+    assert line == "error: masking.density=3 is out of range; expected a value in (0.0, 1.0]"
+
+
+def load_script():
+    """scripts/flops.py as a module, to call its ``main`` in this process."""
+    spec = importlib.util.spec_from_file_location("flops_script", ROOT / "scripts" / "flops.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["masking.density=3"], "error: masking.density=3 is out of range"),  # an option's own check
+    (["train.length_multiplier=1e-9"], "error: train.length_multiplier=1e-09 scales train.epochs=30"),  # the plan's
+    (["flops.format=xml"], "error: flops.format='xml' is not known; choose one of: table, json"),
+    (["dataset=nope"], "error: In 'config': Could not find 'dataset/nope'; choose one of: cifar10,"),  # Hydra's
+])  # fmt: skip
+def test_every_refusal_is_one_line_with_main_py_s_exit_code(capsys, overrides, message):
+    with pytest.raises(SystemExit) as stopped:
+        load_script().main(["dataset=digits", *overrides])
+    captured = capsys.readouterr()
+    assert stopped.value.code == 2 and captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith(message)
+
+
+def test_a_degenerate_run_is_planned_with_its_warning_on_stderr(capsys):
+    load_script().main(["dataset=digits", "masking.delta_t=1000", "flops.format=json"])
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["update_steps"] == 0  # the JSON on stdout stays one object
+    assert captured.err.strip().splitlines() == [
+        "warning: masking.delta_t=1000 leaves rigl no topology update in this run's 600 steps: its masks would stay "
+        "as they start; lower masking.delta_t or train longer"
+    ]

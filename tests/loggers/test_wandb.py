@@ -37,6 +37,34 @@ def test_project_names_w_and_b_refuses_are_refused_first(project):
     validate_logger_options({**options, "mode": "disabled"})
 
 
+@pytest.mark.parametrize("entity", ["a/b", "my team", "", "a:b", 5, True, ["team"]])
+def test_entity_names_w_and_b_refuses_are_refused_before_anything_is_written(entity):
+    options = {"name": "wandb", "mode": "offline", "project": "rigl-repro", "entity": entity}
+    with pytest.raises(ConfigError) as refused:
+        validate_logger_options(options)
+    assert str(refused.value) == (f"logger.entity={entity!r} is invalid; expected null (your default entity) or a "
+                                  "W&B user or team name of letters, digits, - and _")  # fmt: skip
+    validate_logger_options({**options, "mode": "disabled"})  # not used, not checked
+
+
+@pytest.mark.parametrize("entity", [None, "my-team", "user_1", "Lab42"])
+def test_entity_names_w_and_b_takes_are_accepted(entity):
+    assert validate_wandb("online", "rigl-repro", entity) == "online"
+
+
+@pytest.mark.parametrize("project", [5, None, "p" * 129])
+def test_project_values_w_and_b_cannot_take_are_refused(project):
+    with pytest.raises(ConfigError, match=r"^logger.project=.* is invalid; expected "):
+        validate_wandb("offline", project)
+
+
+def test_the_run_config_refuses_a_bad_entity_before_the_run_is_built():
+    from rigl_repro.run.config import RunConfig
+
+    with pytest.raises(ConfigError, match=r"^logger.entity='a/b' is invalid"):
+        RunConfig.from_hydra(compose_config("logger.mode=offline", "logger.entity=a/b"))
+
+
 def offline_folders(output_dir):
     return sorted((output_dir / "wandb").glob("offline-run-*"))
 

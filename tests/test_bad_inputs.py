@@ -51,6 +51,16 @@ CASES = [  # (overrides, what the one line must contain)
     (["dataset=nope"], "Could not find 'dataset/nope'; choose one of: cifar10,"),
     (["foo=1"], "Could not override 'foo'"),
     (["train.lr=[1"], "no viable alternative at input '[1'"),
+    (["run_tag=é"], "the override run_tag=é could not be parsed"),
+    (["output_root="], "output_root='' is empty"),
+    (["dataset.image_size=9"], "dataset.image_size=9 but digits's images are 8x8"),
+    (["dataset.std=[0]"], "dataset.std=[0] is invalid"),
+    (["train.length_multiplier=1e-9"], "train.length_multiplier=1e-09 scales train.epochs"),
+    (["masking=small_dense", "masking.density=1e-9"], "masking.density=1e-09 leaves"),
+    (["logger.mode=offline", "logger.entity=a/b"], "logger.entity='a/b' is invalid"),
+    (["trial_seeds=[0,0]"], "trial_seeds=[0, 0] repeats seed 0"),
+    (["trial_seeds=[]"], "trial_seeds=[] lists no seed"),
+    (["trial_seeds=[a,b]"], "trial_seeds[0]='a' is invalid"),
 ]
 
 

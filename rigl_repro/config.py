@@ -149,10 +149,12 @@ def run_folder_problem(cfg: DictConfig) -> str | None:
 
 
 def run_config_problem(cfg: DictConfig) -> str | None:
-    """The one line a single run's config would be refused with once it starts (``RunConfig.from_hydra``), or
-    None. Skipped with ``trial_seeds``: main.py sets each trial's seed, and checks those seeds, itself."""
+    """The one line a single run's config would be refused with once it starts (``RunConfig.from_hydra``, then
+    ``plan_run``'s degenerate settings: on the meta device, without data), or None. Skipped with
+    ``trial_seeds``: main.py sets each trial's seed, and checks those seeds, itself."""
     from rigl_repro.errors import ConfigError
-    from rigl_repro.run.config import RunConfig  # lazy: it imports torch and the training side
+    from rigl_repro.run.build import plan_run  # lazy: these import torch and the training side
+    from rigl_repro.run.config import RunConfig
 
     if cfg.get("trial_seeds"):
         return None
@@ -161,7 +163,7 @@ def run_config_problem(cfg: DictConfig) -> str | None:
         del task["hydra"]  # as Hydra hands the config to main.py
     try:
         with hydra_config(cfg):
-            RunConfig.from_hydra(task)
+            plan_run(RunConfig.from_hydra(task))
     except ConfigError as error:
         return str(error)
     return None
@@ -186,18 +188,6 @@ def folder_name(text: str, limit: int = FOLDER_NAME_LIMIT) -> str:
     return f"{encoded[: limit - len(digest) - 1].decode(errors='ignore')}-{digest}"
 
 
-def run_folder_name(override_dirname: str, limit: int = FOLDER_NAME_LIMIT) -> str:
-    """A run's folder name from its command-line overrides (Hydra's ``override_dirname``), by ``folder_name``.
-    The full list stays in the folder's ``.hydra/overrides.yaml``; reports match runs by their configuration,
-    not their folder name."""
-    return folder_name(override_dirname, limit)
-
-
-# Registered on import: main.py and the Hydra callback module (which every launcher's job process unpickles
-# before it resolves its folder) import this module.
-OmegaConf.register_new_resolver("run_folder_name", run_folder_name, replace=True)
-
-
 def run_dir(config: Mapping[str, Any], method: str, *overrides: str) -> str:
     """The folder, below ``output_root``, of the run of ``method`` that ``config`` (any run's config: its
     dataset, model and ``run_tag``) would have with these ``key=value`` command-line overrides.
@@ -207,14 +197,17 @@ def run_dir(config: Mapping[str, Any], method: str, *overrides: str) -> str:
     name by ``folder_name``: whatever the values, the path stays below ``output_root``. conf/config.yaml's
     ``hydra.run.dir`` and ``hydra.sweep.subdir`` pass Hydra's ``override_dirname`` (already sorted and
     joined: one item); a config that reads another run's files (the lottery and re-initialisation variants)
-    names that run by its overrides, in any order, and finds its folder however the scheme changes.
+    names that run by its overrides, in any order, and finds its folder however the scheme changes. The full
+    override list stays in the folder's ``.hydra/overrides.yaml``; reports match runs by their configuration,
+    not their folder name.
     """
     group = f"{config['dataset']['name']}-{config['model']['name']}-{method}{config['run_tag']}"
-    return f"{folder_name(group)}/{run_folder_name(','.join(sorted(str(item) for item in overrides)))}"
+    return f"{folder_name(group)}/{folder_name(','.join(sorted(str(item) for item in overrides)))}"
 
 
 # ``${run_dir:pruning,'masking.density=${masking.density}','seed=${seed}'}``: the run's folder below output_root
-# (quoted: the interpolation grammar takes no bare '='). Registered on import, as run_folder_name is.
+# (quoted: the interpolation grammar takes no bare '='). Registered on import: main.py and the Hydra callback
+# module (which every launcher's job process unpickles before it resolves its folder) import this module.
 OmegaConf.register_new_resolver(
     "run_dir", lambda method, *overrides, _root_: run_dir(_root_, method, *overrides), replace=True
 )

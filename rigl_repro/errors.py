@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The remedy every refused checkpoint (or other file a run would resume from) ends with.
+START_AFRESH = "delete it (or move it away) to train this run from the start"
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the option and what it accepts."""

@@ -65,7 +65,7 @@ from torch import nn
 from rigl_repro.data import load_splits
 from rigl_repro.errors import ConfigError
 from rigl_repro.models import meta_model
-from rigl_repro.results import SUMMARY_FILE, OutputError, atomic_file, load_summary
+from rigl_repro.results import SUMMARY_FILE, atomic_file, load_summary
 from rigl_repro.run.build import Precision, count_correct
 from rigl_repro.run.identity import identity_changes
 from rigl_repro.run.recipe import enabled
@@ -286,13 +286,8 @@ def write_export(state: Mapping[str, torch.Tensor], path: Path, metadata: Mappin
     tensors = compact_state(state)
     header[CONTENT_HASH] = content_hash(tensors, header)
     data = safetensors_bytes(tensors, header)
-    try:
-        with atomic_file(path) as temporary:  # a failed write (a full disk) is an OutputError from atomic_file
-            temporary.write_bytes(data)
-    except OSError as error:  # the folder could not be made (a file in the way)
-        raise OutputError(
-            f"{path} could not be written ({error.strerror or error}); choose another place with --out"
-        ) from None
+    with atomic_file(path) as temporary:  # a failed write (a full disk, no folder) is atomic_file's OutputError
+        temporary.write_bytes(data)
 
 
 def build_export_model(config: Mapping[str, Any], width: float, masked: bool) -> nn.Module:

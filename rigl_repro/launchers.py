@@ -150,6 +150,9 @@ def stop_with_sweeper(signum: int = signal.SIGTERM, poll_s: float = 1.0, grace_s
     sweeper = sweeper_to_outlive(os.environ, hydra_launcher(), os.getpid())
     if sweeper is None or sweeper in _watched:
         return
+    if os.getppid() != sweeper:  # not the sweeper's own worker (another backend, a process in between): its
+        log.debug("process %d is not the sweeper's child; not watching it", os.getpid())  # parent says nothing
+        return
     _watched.add(sweeper)
     threading.Thread(target=watch_sweeper, args=(sweeper, signum, poll_s, grace_s), name="sweeper-watch",
                      daemon=True).start()  # fmt: skip

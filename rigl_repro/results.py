@@ -255,13 +255,15 @@ def collect_summaries(root: Path) -> list[dict[str, Any]]:
 
 
 def exit_on_output_error(main: Callable[[], None]) -> None:
-    """Run a script's ``main``; a file it cannot write (an OutputError, or any other OSError) ends it with one
-    line ``error: ...`` and exit code 2, as a run's bad configuration does, instead of a traceback."""
+    """Run a script's ``main``; a file it cannot write (an OutputError) or any other operating-system error (a
+    folder it cannot read, a network that is down) ends it with one line ``error: ...`` and exit code 2, as a
+    run's bad configuration does, instead of a traceback. Only an OutputError says how to free a write."""
     try:
         main()
     except OutputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as error:
-        print(f"error: {write_failure(error.filename or 'a file', error)}", file=sys.stderr)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         raise SystemExit(2) from None

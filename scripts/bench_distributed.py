@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from rigl_repro.config import compose_config  # noqa: E402
 from rigl_repro.launchers import usable_cores  # noqa: E402
+from rigl_repro.results import atomic_write_json  # noqa: E402
 from rigl_repro.run.config import RunConfig, resolve_device  # noqa: E402
 from rigl_repro.training.distributed import start_processes  # noqa: E402
 from rigl_repro.training.trainer import Trainer  # noqa: E402
@@ -69,7 +70,7 @@ def rank_worker(rank: int, world_size: int, port: int, overrides: list[str], epo
                 "images_per_s": len(trainer.data.train) * epochs / seconds,
                 "ms_per_step": 1000 * seconds / (trainer.steps_per_epoch * epochs),
             }
-            (out / f"{world_size}.json").write_text(json.dumps(figures))
+            atomic_write_json(out / f"{world_size}.json", figures)
     finally:
         processes.close()
 
@@ -109,7 +110,7 @@ def main() -> None:
         print(f"{row['processes']:>9}  {row['device']:>8}  {row['cpu_threads_each']:>7}  {row['images_per_s']:>9.0f}  "
               f"{row['ms_per_step']:>8.1f}  {row['speed_up']:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"command": sys.argv[1:], "runs": rows}, indent=2) + "\n")
+        atomic_write_json(args.json, {"command": sys.argv[1:], "runs": rows})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ prints the mean of each and their ratio (the bar: the update costs less than one
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from rigl_repro.models import MODELS  # noqa: E402
+from rigl_repro.results import atomic_write_json  # noqa: E402
 from rigl_repro.sparsity import SparseEngine, build_method  # noqa: E402
 
 NUM_CLASSES = {"wrn22_2": 10, "resnet50": 100, "small_cnn": 10}
@@ -95,7 +95,7 @@ def main() -> None:
             "step_ms": step * 1e3, "update_ms": update * 1e3, "update_over_step": update / step,
             "step_times_ms": [t * 1e3 for t in step_times], "update_times_ms": [t * 1e3 for t in update_times],
         }  # fmt: skip
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        atomic_write_json(args.json, figures)
 
 
 if __name__ == "__main__":

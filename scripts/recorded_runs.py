@@ -128,7 +128,9 @@ def main() -> int:
     produced = produce(args.checkout.resolve(), names)
     if args.mode == "record":
         args.file.parent.mkdir(parents=True, exist_ok=True)
-        args.file.write_text(json.dumps(produced, indent=1, sort_keys=True) + "\n")
+        partial = args.file.with_name(f".{args.file.name}.partial")  # then renamed: the old file or the new one
+        partial.write_text(json.dumps(produced, indent=1, sort_keys=True) + "\n")
+        os.replace(partial, args.file)
         print(f"recorded {len(produced)} runs in {args.file}")
         return 0
     recorded = json.loads(args.file.read_text())

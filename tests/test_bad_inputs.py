@@ -1,11 +1,17 @@
 """Every bad input a new user might type, as ``main.py`` sees it: refused before training starts, in one line
-that names the option, with a non-zero exit code and no traceback."""
+that names the option, with a non-zero exit code and no traceback.
+
+``main.py`` checks its command line before Hydra starts (``check_command_line``) and prints that check's problem
+as ``error: <it>`` with exit code 2 (``tests/test_paths.py`` runs it so); a case that check refuses is tested
+there, in-process, and one it lets through is run as ``main.py`` itself: refused once the run starts."""
 
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from rigl_repro.config import check_command_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,8 +72,14 @@ CASES = [  # (overrides, what the one line must contain)
 
 @pytest.mark.parametrize("overrides, message", CASES, ids=[" ".join(case[0]) for case in CASES])
 def test_a_bad_input_is_refused_in_one_line_before_training(tmp_path, overrides, message):
-    command = [sys.executable, str(ROOT / "main.py"), "dataset=digits", "logger.mode=disabled", "train.epochs=1",
-               f"output_root={tmp_path / 'runs'}", *overrides]  # fmt: skip
+    arguments = ["dataset=digits", "logger.mode=disabled", "train.epochs=1", f"output_root={tmp_path / 'runs'}",
+                 *overrides]  # fmt: skip
+    problem = check_command_line(arguments)
+    if problem is not None:  # refused before Hydra starts: main.py prints it as one line, exit code 2
+        assert "\n" not in problem and message in problem, problem
+        assert not list(tmp_path.iterdir())  # nothing created
+        return
+    command = [sys.executable, str(ROOT / "main.py"), *arguments]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     output = (result.stdout + result.stderr).strip().splitlines()
     assert result.returncode == 2, output

@@ -18,19 +18,19 @@ def test_the_hydra_node_carries_a_sweep_s_parameters():
     assert cfg.hydra.sweeper.params.masking == "dense,static,set,rigl,snfs"
 
 
-def test_run_folder_names_never_nest_and_stay_under_the_file_system_limit():
-    from rigl_repro.config import FOLDER_NAME_LIMIT, run_folder_name
+def test_folder_names_never_nest_and_stay_under_the_file_system_limit():
+    from rigl_repro.config import FOLDER_NAME_LIMIT, folder_name
 
-    assert run_folder_name("masking.density=0.1,seed=0") == "masking.density=0.1,seed=0"  # short names unchanged
-    assert run_folder_name("masking.custom_densities=runs/a/summary.json") == (
+    assert folder_name("masking.density=0.1,seed=0") == "masking.density=0.1,seed=0"  # short names unchanged
+    assert folder_name("masking.custom_densities=runs/a/summary.json") == (
         "masking.custom_densities=runs%2Fa%2Fsummary.json"
     )
-    assert run_folder_name("a=50%/b") != run_folder_name("a=50%2Fb")  # the escape itself is escaped
+    assert folder_name("a=50%/b") != folder_name("a=50%2Fb")  # the escape itself is escaped
     long = ",".join(f"train.option_{i}=0.{i}123456789012345" for i in range(10))
-    name = run_folder_name(long)
+    name = folder_name(long)
     assert len(name.encode()) == FOLDER_NAME_LIMIT and name.startswith("train.option_0=0.0123")
-    assert run_folder_name(long) == name and run_folder_name(long.replace("0.9", "0.8")) != name
-    assert len(run_folder_name("é" * 300).encode()) <= FOLDER_NAME_LIMIT  # cut on a character boundary
+    assert folder_name(long) == name and folder_name(long.replace("0.9", "0.8")) != name
+    assert len(folder_name("é" * 300).encode()) <= FOLDER_NAME_LIMIT  # cut on a character boundary
 
 
 def test_a_run_s_folder_name_goes_through_the_resolver(tmp_path):
@@ -58,19 +58,19 @@ def hydra_dirs(*overrides):
 
 
 def test_run_dir_names_a_run_folder_as_hydra_does():
-    from rigl_repro.config import run_dir, run_folder_name
+    from rigl_repro.config import folder_name, run_dir
 
     cfg = compose_config(["dataset=digits", "run_tag=-x"])
     assert run_dir(cfg, "pruning", "variant=pruning", "seed=0", "masking.density=0.1") == (
         "digits-small_cnn-pruning-x/masking.density=0.1,seed=0,variant=pruning"  # sorted, as override_dirname
     )
     assert run_dir(cfg, "rigl", "") == "digits-small_cnn-rigl-x/"
-    assert run_dir(cfg, "rigl", "note=a/b") == f"digits-small_cnn-rigl-x/{run_folder_name('note=a/b')}"
+    assert run_dir(cfg, "rigl", "note=a/b") == f"digits-small_cnn-rigl-x/{folder_name('note=a/b')}"
     for overrides in (["dataset=digits", "masking=static", "masking.distribution=erk"],
                       ["variant=rigl_sm", "masking.density=0.2", "seed=1", "scale=smoke"], []):  # fmt: skip
         run, subdir, cfg = hydra_dirs(*overrides)
         group = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.masking.name}{cfg.run_tag}"
-        folder = run_folder_name(cfg.hydra.job.override_dirname)
+        folder = folder_name(cfg.hydra.job.override_dirname)
         assert (run, subdir) == (f"{cfg.output_root}/{group}/{folder}", f"{group}/{folder}")  # the scheme before
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rigl_repro import launchers
 from rigl_repro.launchers import (
     SWEEPER_PID,
     Launch,
@@ -44,6 +45,26 @@ def test_a_run_watches_the_sweeper_that_started_it_only_as_a_parallel_worker():
     environ = {}
     announce_sweeper(environ)
     assert environ == {SWEEPER_PID: str(os.getpid())}
+
+
+@pytest.mark.parametrize("parent", [True, False], ids=["the sweeper's child", "not its child"])
+def test_a_worker_watches_its_sweeper_only_when_it_is_its_parent(monkeypatch, parent):
+    started = []
+
+    class Recorder:
+        def __init__(self, target, args, name, daemon):
+            self.args = args
+
+        def start(self):
+            started.append(self.args[0])
+
+    announced = os.getppid() if parent else os.getppid() + 1_000_000  # a process that is not ours
+    monkeypatch.setenv(SWEEPER_PID, str(announced))
+    monkeypatch.setattr(launchers, "hydra_launcher", lambda: "hydra_plugins.hydra_joblib_launcher.JoblibLauncher")
+    monkeypatch.setattr(launchers.threading, "Thread", Recorder)
+    monkeypatch.setattr(launchers, "_watched", set())
+    launchers.stop_with_sweeper()
+    assert started == ([announced] if parent else [])  # otherwise its first poll would stop this very process
 
 
 def alive(pid):

@@ -159,9 +159,10 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 @pytest.mark.parametrize(
     "error, line",
-    [(OutputError("out/t.md could not be written (No space left on device); free"), "out/t.md could not be written"),
-     (PermissionError(errno.EACCES, "Permission denied", "out/t.md"), "out/t.md could not be written (Permission "
-                                                                        "denied); free some space or fix")],
+    [(OutputError("out/t.md could not be written (No space left on device); free some space"),
+      "out/t.md could not be written"),
+     (PermissionError(errno.EACCES, "Permission denied", "runs/x"), "runs/x: Permission denied"),  # not a write
+     (ConnectionError("W&B is unreachable"), "W&B is unreachable")],
 )  # fmt: skip
 def test_a_script_that_cannot_write_ends_in_one_line_with_exit_code_2(capsys, error, line):
     def main():
@@ -171,3 +172,4 @@ def test_a_script_that_cannot_write_ends_in_one_line_with_exit_code_2(capsys, er
         exit_on_output_error(main)
     err = capsys.readouterr().err.splitlines()
     assert caught.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {line}")
+    assert ("free some space" in err[0]) == isinstance(error, OutputError)  # advice for writes alone

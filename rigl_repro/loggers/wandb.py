@@ -35,6 +35,9 @@ def validate_wandb(mode: str, project: Any, entity: Any = None) -> str:
     require_choice("logger.mode", mode, MODES)
     if mode == "disabled":
         return mode
+    for option, value in (("logger.project", project), ("logger.entity", entity)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # Hydra reads an unquoted 2024 so
+            raise ConfigError(f"{option}={value!r} is a number, not a name; quote it: {option}=\"'{value}'\"")
     if not isinstance(project, str) or not project or PROJECT_NAME_FORBIDDEN & set(project):
         raise ConfigError(
             f"logger.project={project!r} is invalid; expected a name without any of / \\ # ? % :"

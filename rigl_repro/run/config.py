@@ -75,6 +75,8 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+MAX_SEED = 2**32 - 2  # seed + 1 seeds the augmentation, and NumPy takes seeds < 2^32
+
 @dataclass(frozen=True)
 class DatasetConfig:
     """The ``dataset`` group: what the run reads by name, and every option for the dataset's loader. The sizes
@@ -149,7 +151,7 @@ class RunOptions:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        require_int("seed", self.seed, 0, 2**32 - 2)  # seed + 1 seeds the augmentation; NumPy takes < 2^32
+        require_int("seed", self.seed, 0, MAX_SEED)
         require_bool("deterministic", self.deterministic)
         validate_threads(self.threads)
         resolve_device(str(self.device))

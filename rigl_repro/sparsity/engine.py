@@ -44,11 +44,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from rigl_repro.errors import ConfigError
+from rigl_repro.errors import START_AFRESH, ConfigError
 from rigl_repro.sparsity.masks import SparseLayer, attach_masks, excluding, restricted_to, top_k_mask
 from rigl_repro.sparsity.methods.base import SparseMethod
-
-START_AFRESH = "delete it (or move it away) to train this run from the start"  # as for every refused checkpoint
 
 
 class SparseEngine:

@@ -25,6 +25,8 @@ from optuna.distributions import (
     json_to_distribution,
 )
 
+from rigl_repro.run.identity import EXECUTION_OPTIONS
+
 SPACE_ATTR = "search_space"  # {key: the distribution, as Optuna's JSON (distribution_to_json)}
 FIXED_ATTR = "fixed_overrides"  # {key: value as typed}
 
@@ -44,8 +46,10 @@ def describe(distribution: BaseDistribution) -> str:
 
 
 def objective(fixed: Mapping[str, str], not_identity: Collection[str]) -> dict[str, str]:
-    """The fixed overrides that define what a trial trains: all but the keys left out of run folders' names."""
-    return {key: value for key, value in fixed.items() if key not in not_identity}
+    """The fixed overrides that define what a trial trains: all but the keys left out of run folders' names and
+    the training options a run may resume under with other values (``run.identity.EXECUTION_OPTIONS``)."""
+    execution = {f"train.{option}" for option in EXECUTION_OPTIONS}
+    return {key: value for key, value in fixed.items() if key not in not_identity and key not in execution}
 
 
 def record(space: Mapping[str, BaseDistribution], fixed: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -49,7 +49,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rigl_repro.config import folder_name
 from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
 from rigl_repro.launchers import announce_sweeper, launch_from_environment
-from rigl_repro.results import atomic_file
+from rigl_repro.results import OutputError, atomic_file
 from rigl_repro.sweeps.agreement import disagreement, objective, record, settings, stored_settings
 from rigl_repro.sweeps.grid import RUN_FAILURES, exit_after_failures, launch_or_exit
 from rigl_repro.sweeps.seeds import check_trial_seeds, refuse_searched_seeds
@@ -235,9 +235,9 @@ class OptunaStudySweeperBase(Sweeper):
         """The study's storage, once it is known to be an Optuna storage (or a new one); else a ConfigError."""
         check_storage(self.storage_url)
         database = sqlite_path(self.storage_url)
-        if database is not None:
-            database.parent.mkdir(parents=True, exist_ok=True)
         with storage_errors(self.storage_url):
+            if database is not None:
+                database.parent.mkdir(parents=True, exist_ok=True)
             return HeartbeatStorage(
                 self.storage_url,
                 heartbeat_interval=self.heartbeat_interval,
@@ -393,5 +393,9 @@ class OptunaStudySweeperBase(Sweeper):
             log.info("study %s: best trial %d, %s -> %.4f", self.study_name, best.number, best.params, best.value)
         assert self.config is not None
         path = Path(self.config.hydra.sweep.dir) / "optuna" / f"{folder_name(self.study_name)}.yaml"
-        with atomic_file(path) as temporary:  # a kill or a full disk never leaves half a results file
-            OmegaConf.save(OmegaConf.create(results), temporary)
+        try:
+            with atomic_file(path) as temporary:  # a kill or a full disk never leaves half a results file
+                OmegaConf.save(OmegaConf.create(results), temporary)
+        except OutputError as error:  # the trials are safe in the storage; the same command writes it again
+            log.error("error: %s", error)
+            raise SystemExit(2) from None

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rigl_repro.errors import ConfigError, require_int
+from rigl_repro.run.config import MAX_SEED
 
 SEED_KEYS = ("seed", "grid_seeds", "trial_seeds")  # the options that choose seeds (conf/config.yaml)
-MAX_SEED = 2**32 - 2  # as the run's own ``seed``: seed + 1 seeds the augmentation, NumPy takes < 2^32
 
 
 def check_trial_seeds(value: object) -> tuple[int, ...] | None:

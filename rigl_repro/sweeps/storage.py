@@ -52,7 +52,10 @@ def sqlite_problem(path: Path) -> str | None:
 def check_storage(url: str) -> None:
     """Refuse, in one line, a storage URL whose SQLite file is not an Optuna storage (nothing is written)."""
     path = sqlite_path(url)
-    problem = None if path is None else sqlite_problem(path)
+    try:
+        problem = None if path is None else sqlite_problem(path)
+    except OSError as error:  # a folder on the way that cannot be searched
+        problem = f"{path} cannot be read ({error.strerror or error})"
     if problem:
         raise ConfigError(f"hydra.sweeper.storage={url}: {problem}; point the URL at an Optuna storage or at a new "
                           "file, e.g. sqlite:///outputs/optuna.db")  # fmt: skip
@@ -70,7 +73,7 @@ def storage_errors(url: str) -> Iterator[None]:
     schema version) into a one-line ConfigError naming the URL."""
     try:
         yield
-    except (SQLAlchemyError, ImportError, RuntimeError) as error:
+    except (SQLAlchemyError, ImportError, RuntimeError, OSError) as error:  # OSError: its folder cannot be made
         reason = first_line(error)
         if error.__cause__ is not None:  # Optuna's "failed to import DB access module" names the module there
             reason = f"{reason} ({first_line(error.__cause__)})"

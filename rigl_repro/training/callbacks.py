@@ -10,7 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-import rigl_repro.config  # noqa: F401  (registers the run_folder_name resolver in every job process)
+import rigl_repro.config  # noqa: F401  (registers the run_dir resolver in every job process)
 
 
 class CreateOutputRoot(Callback):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from rigl_repro.errors import ConfigError
+from rigl_repro.errors import START_AFRESH, ConfigError
 from rigl_repro.results import atomic_file
 from rigl_repro.run.identity import describe_changes, identity_changes
 from rigl_repro.sparsity.masks import MASK_BUFFER
@@ -26,7 +26,6 @@ from rigl_repro.sparsity.schedules import scaled_steps
 
 CHECKPOINT_FILE = "checkpoint.pt"
 INITIAL_WEIGHTS_FILE = "initial.pt"  # the weights at step 0, which lottery tickets start from
-START_AFRESH = "delete it (or move it away) to train this run from the start"
 
 
 class CheckpointError(ConfigError):

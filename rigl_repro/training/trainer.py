@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from rigl_repro.data import Split, augment_batch
-from rigl_repro.errors import ConfigError, TrainingDiverged
+from rigl_repro.errors import START_AFRESH, ConfigError, TrainingDiverged
 from rigl_repro.loggers import Logger, build_logger
 from rigl_repro.results import SUMMARY_FILE
 from rigl_repro.run.build import build_run, count_correct
@@ -29,7 +29,6 @@ from rigl_repro.run.config import RunConfig
 from rigl_repro.training.checkpoint import (
     CHECKPOINT_FILE,
     INITIAL_WEIGHTS_FILE,
-    START_AFRESH,
     CheckpointError,
     load_checkpoint,
 )
@@ -99,7 +98,9 @@ class Trainer:
             except ConfigError:  # already one line that says what is wrong
                 raise
             except (RuntimeError, ValueError, KeyError, TypeError) as error:  # torch's own checks of the layout
-                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                lines = [line for line in lines if not line.startswith("Error(s) in loading")]  # torch's header
+                first = (lines or [type(error).__name__])[0]
                 raise CheckpointError(
                     f"{self.output_dir / CHECKPOINT_FILE}: its {part} state does not fit this run "
                     f"(model={self.config.model.name}: {first}); {START_AFRESH}"

@@ -37,7 +37,7 @@ def test_project_names_w_and_b_refuses_are_refused_first(project):
     validate_logger_options({**options, "mode": "disabled"})
 
 
-@pytest.mark.parametrize("entity", ["a/b", "my team", "", "a:b", 5, True, ["team"]])
+@pytest.mark.parametrize("entity", ["a/b", "my team", "", "a:b", True, ["team"]])  # numbers: quoted, below
 def test_entity_names_w_and_b_refuses_are_refused_before_anything_is_written(entity):
     options = {"name": "wandb", "mode": "offline", "project": "rigl-repro", "entity": entity}
     with pytest.raises(ConfigError) as refused:
@@ -52,10 +52,17 @@ def test_entity_names_w_and_b_takes_are_accepted(entity):
     assert validate_wandb("online", "rigl-repro", entity) == "online"
 
 
-@pytest.mark.parametrize("project", [5, None, "p" * 129])
+@pytest.mark.parametrize("project", [None, "p" * 129])  # numbers: quoted, below
 def test_project_values_w_and_b_cannot_take_are_refused(project):
     with pytest.raises(ConfigError, match=r"^logger.project=.* is invalid; expected "):
         validate_wandb("offline", project)
+
+
+@pytest.mark.parametrize("option", ["project", "entity"])
+def test_a_name_hydra_read_as_a_number_is_refused_saying_to_quote_it(option):
+    names = {"project": "rigl-repro", "entity": None, option: 2024}
+    with pytest.raises(ConfigError, match=f"logger.{option}=2024 is a number, not a name; quote it"):
+        validate_wandb("offline", names["project"], names["entity"])
 
 
 def test_the_run_config_refuses_a_bad_entity_before_the_run_is_built():

@@ -128,7 +128,9 @@ def test_a_command_that_agrees_resumes_its_study_and_options_outside_a_run_s_ide
     sweeper(tmp_path, n_trials=2).sweep(list(ARGUMENTS))
     resumed = sweeper(tmp_path, n_trials=3)
     # output_root, sweep_trials and experiment are left out of run folders' names: not the study's either
-    resumed.sweep([*replaced(ARGUMENTS, "output_root", "/tmp/b"), "sweep_trials=3", "logger.mode=disabled"])
+    # and the training options a run itself may resume under with other values (run.identity.EXECUTION_OPTIONS)
+    resumed.sweep([*replaced(ARGUMENTS, "output_root", "/tmp/b"), "sweep_trials=3", "logger.mode=disabled",
+                   "train.compile=off", "train.eval_batch_size=64"])  # fmt: skip
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert len(study.trials) == 3 and len(resumed.launcher.launched) == 1
     assert study.user_attrs[FIXED_ATTR] == {"masking.density": "0.2", "train.epochs": "2"}
@@ -225,6 +227,13 @@ def test_a_storage_that_cannot_be_opened_is_one_line_naming_its_url(tmp_path, ca
     line = refused(sweeper(tmp_path, storage=url), ARGUMENTS, caplog)
     assert f"hydra.sweeper.storage={url} cannot be opened: " in line and reason in line
     assert "check the URL" in line and list(tmp_path.iterdir()) == []
+
+
+def test_a_storage_whose_folder_cannot_be_made_is_one_line(tmp_path, caplog):
+    (tmp_path / "a_file").write_text("not a folder")
+    url = f"sqlite:///{tmp_path}/a_file/optuna.db"
+    line = refused(sweeper(tmp_path, storage=url), ARGUMENTS, caplog)
+    assert f"hydra.sweeper.storage={url} cannot be" in line and (tmp_path / "a_file").read_text() == "not a folder"
 
 
 def test_an_empty_sqlite_file_becomes_a_storage(tmp_path):

@@ -88,6 +88,7 @@ def test_table4_takes_the_trial_with_the_best_mean_validation_accuracy(index):
     assert row.report_reference_acc == 91.7 and row.report_reference_std == 0.18
 
 
+@pytest.mark.slow  # 35-40 s (a composed config per cell); tests/reporting/test_writes.py writes every figure
 def test_every_figure_is_written_as_png_and_pdf(index, tmp_path):
     write_run(index, "fig1", ["variant=rigl", "masking.density=0.1"], 0, 0.9)
     write_run(index, "table5_cifar10", ["variant=rigl_sm", "masking.density=0.2"], 0, 0.9)

@@ -174,6 +174,7 @@ def trial_states(database):
         return []
 
 
+@pytest.mark.slow  # 25-35 s; test_a_sweeper_killed_around_a_proposal_resumes_as_if_never_cut covers it exactly
 def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path):
     whole = subprocess.run(sweep_command(tmp_path / "whole"), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-3000:]

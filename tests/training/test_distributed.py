@@ -126,7 +126,11 @@ def test_two_ranks_train_the_single_process_run_with_identical_masks(rigl_runs):
     assert two[1]["summary"]["test_acc"] == parallel["test_acc"]  # the summed counts, on every rank
 
 
-@pytest.mark.parametrize("overrides", [["masking=set"], ["masking=snfs"], ["distributed.sync_batchnorm=false"]])
+@pytest.mark.parametrize("overrides", [  # SET by default; the others (9 s each) with make test-slow
+    ["masking=set"],
+    pytest.param(["masking=snfs"], marks=pytest.mark.slow),
+    pytest.param(["distributed.sync_batchnorm=false"], marks=pytest.mark.slow),
+])  # fmt: skip
 def test_set_snfs_and_per_process_batch_norm_keep_one_network_on_two_ranks(tmp_path, overrides):
     records = run_ranks(tmp_path, [*overrides, "train.epochs=2"])
     assert_same_masks_on_every_rank(records, updates=3)  # at steps 8, 16 and 24 of 40

@@ -20,7 +20,7 @@ import rigl_repro.config  # noqa: F401  (registers the resolvers conf/config.yam
 from rigl_repro.errors import ConfigError, TrainingDiverged
 from rigl_repro.launchers import stop_with_sweeper
 from rigl_repro.run.config import signal_numbers
-from rigl_repro.sweeps.seeds import check_trial_seeds
+from rigl_repro.sweeps.seeds import run_trial_seeds
 from rigl_repro.training.preemption import Stopped
 from rigl_repro.training.session import run
 
@@ -44,11 +44,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         # A worker of a parallel sweep ends with its sweeper, as a signal the run checkpoints on would end it.
         stop_with_sweeper((signal_numbers(cfg.checkpoint.on_signals) or [signal.SIGTERM])[0])
-        seeds = check_trial_seeds(cfg.trial_seeds)
+        seeds = run_trial_seeds(cfg)  # refused before the first seed trains, not after it
         if seeds is None:
             return train_one(cfg, output_dir)
-        if not cfg.dataset.val_size:  # refused before the first seed trains, not after it
-            raise ConfigError("trial_seeds averages validation accuracies: it needs dataset.val_size > 0")
         accuracies = [train_one(OmegaConf.merge(cfg, {"seed": seed}), output_dir / f"seed={seed}") for seed in seeds]
         return sum(accuracies) / len(accuracies)
     except (ConfigError, TrainingDiverged) as error:

@@ -150,18 +150,20 @@ def run_folder_problem(cfg: DictConfig) -> str | None:
 
 def run_config_problem(cfg: DictConfig) -> str | None:
     """The one line a single run's config would be refused with once it starts (``RunConfig.from_hydra``, then
-    ``plan_run``'s degenerate settings: on the meta device, without data), or None. Skipped with
-    ``trial_seeds``: main.py sets each trial's seed, and checks those seeds, itself."""
+    ``plan_run``'s degenerate settings: on the meta device, without data), or None. With ``trial_seeds``,
+    those seeds are checked and the run of the first one stands for them all."""
     from rigl_repro.errors import ConfigError
     from rigl_repro.run.build import plan_run  # lazy: these import torch and the training side
     from rigl_repro.run.config import RunConfig
+    from rigl_repro.sweeps.seeds import run_trial_seeds
 
-    if cfg.get("trial_seeds"):
-        return None
     task = copy.deepcopy(cfg)
     with open_dict(task):
         del task["hydra"]  # as Hydra hands the config to main.py
     try:
+        seeds = run_trial_seeds(task)
+        if seeds:
+            task.seed = seeds[0]
         with hydra_config(cfg):
             plan_run(RunConfig.from_hydra(task))
     except ConfigError as error:

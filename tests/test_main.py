@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -97,6 +99,7 @@ def test_a_bad_option_exits_non_zero_with_one_line_naming_it(tmp_path):
     assert not list(tmp_path.rglob("summary.json")) and not list(tmp_path.rglob("checkpoint.pt"))
 
 
+@pytest.mark.slow  # 15 s of two trainings; the lock itself: tests/training/test_run_folder.py, in-process
 def test_a_second_identical_command_is_refused_while_the_first_trains(tmp_path):
     overrides = ("dataset=digits", "logger.mode=disabled", "train.epochs=200", f"output_root={tmp_path}")
     first = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *overrides], cwd=tmp_path,
@@ -137,6 +140,7 @@ def test_a_run_with_wandb_disabled_never_imports_it(tmp_path):
     assert sorted(name for name in imported if name.split(".")[0] == "wandb") == []
 
 
+@pytest.mark.slow  # 14 s under torchrun; two ranks as one run: tests/training/test_distributed.py, by default
 def test_torchrun_trains_each_seed_with_two_processes_and_rank_0_writes_it(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command = [*torchrun, str(ROOT / "main.py"), "dataset=digits", "train.epochs=2", "masking.delta_t=10",

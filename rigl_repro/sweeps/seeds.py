@@ -4,6 +4,7 @@ study never searches a seed, which would pick its best trial partly by luck."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rigl_repro.errors import ConfigError, require_int
 from rigl_repro.run.config import MAX_SEED
@@ -28,6 +29,15 @@ def check_trial_seeds(value: object) -> tuple[int, ...] | None:
     if repeated:
         raise ConfigError(f"trial_seeds={list(seeds)} repeats seed {', '.join(map(str, repeated))}; a seed trains "
                           "one run, so list distinct seeds, e.g. [0,1,2]")  # fmt: skip
+    return seeds
+
+
+def run_trial_seeds(cfg: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The seeds a run's config asks each trial to train (``check_trial_seeds``), or None for a single run;
+    refused too when there is no validation split, whose accuracy the trial averages."""
+    seeds = check_trial_seeds(cfg.get("trial_seeds"))
+    if seeds is not None and not cfg["dataset"].get("val_size"):
+        raise ConfigError("trial_seeds averages validation accuracies: it needs dataset.val_size > 0")
     return seeds
 
 

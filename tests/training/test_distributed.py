@@ -278,7 +278,8 @@ def test_masks_that_differ_between_ranks_stop_every_rank_naming_the_layer(tmp_pa
       "e.g. train.batch_size=62"),
      ({"RANK": "0", "WORLD_SIZE": "2"}, ["distributed.backend=nccl", "device=cpu"],
       "distributed.backend=nccl needs GPUs, but the run trains on cpu"),
-     ({}, ["distributed.backend=mpi"], "distributed.backend='mpi' is not known")],
+     pytest.param({}, ["distributed.backend=mpi"], "distributed.backend='mpi' is not known",
+                  marks=pytest.mark.slow)],  # one process refuses it by default: tests/test_bad_inputs.py
 )  # fmt: skip
 def test_a_set_up_that_cannot_train_is_refused_in_one_line(tmp_path, environment, overrides, message):
     command = [sys.executable, str(ROOT / "main.py"), "scale=smoke", f"output_root={tmp_path}", *overrides]

@@ -194,7 +194,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def layout_problem(tensors: Mapping[str, torch.Tensor], layout: Layout) -> str | None:
     """What is wrong with ``tensors`` against ``layout`` (a missing or unexpected tensor, a dtype or a shape),
-    or None: the one rule for what a checkpoint or an export may hold."""
+    or None: applied to the checkpoint an export is made from and to the export read back (a checkpoint that
+    resumes a run is checked by ``training.checkpoint``)."""
     missing = [key for key in layout if key not in tensors]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

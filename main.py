@@ -1,12 +1,15 @@
 """Train one configured run (or a sweep with -m): ``python main.py dataset=cifar10 masking=rigl masking.density=0.1``.
 
-Returns the validation accuracy, so Hydra's Optuna sweeper can maximise it; with ``trial_seeds`` (a list of
-distinct seeds) it trains every listed seed (in ``seed=N`` subfolders) and returns their mean.
+Returns the run's objectives (``rigl_repro.sweeps.objectives``: validation accuracy, FLOPs relative to dense,
+density, wall time) for the Optuna sweeper; with ``trial_seeds`` (a list of distinct seeds) it trains every
+listed seed (in ``seed=N`` subfolders) and returns their means. In an Optuna trial, each run reports its
+validation accuracy after every epoch to the study, whose pruner may stop the trial (``rigl_repro.sweeps.trial``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,35 +23,54 @@ import rigl_repro.config  # noqa: F401  (registers the resolvers conf/config.yam
 from rigl_repro.errors import ConfigError, TrainingDiverged
 from rigl_repro.launchers import stop_with_sweeper
 from rigl_repro.run.config import signal_numbers
+from rigl_repro.sweeps.objectives import mean_objectives, run_objectives
 from rigl_repro.sweeps.seeds import run_trial_seeds
+from rigl_repro.sweeps.trial import TrialLink, TrialReport, clear_pruned, mark_pruned
 from rigl_repro.training.preemption import Stopped
 from rigl_repro.training.session import run
+from rigl_repro.training.trainer import StoppedEarly
 
 log = logging.getLogger("main")
 
 
-def train_one(cfg: DictConfig, output_dir: Path) -> float | None:
+def train_one(cfg: DictConfig, output_dir: Path, report: TrialReport | None) -> dict[str, float | None]:
     # In a sweep, a run folder in use by another process (the same run, started by a sweep that was killed
     # and restarted, or by a second sweep) is waited for, and its result reused.
-    summary = run(cfg, output_dir, wait_for_folder=HydraConfig.get().mode == RunMode.MULTIRUN)
+    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
+    if report is None:
+        summary = run(cfg, output_dir, wait_for_folder=sweeping)
+    else:
+        clear_pruned(output_dir)
+        try:
+            summary = run(cfg, output_dir, wait_for_folder=sweeping, after_epoch=report.after_epoch,
+                          labels=report.link.labels(int(cfg.seed)))  # fmt: skip
+        except StoppedEarly as stopped:
+            import optuna
+
+            mark_pruned(output_dir, report.link, stopped.epoch, stopped.epochs)
+            log.info("trial %d pruned by its study's pruner: %s %s", report.link.number, output_dir, stopped)
+            raise optuna.TrialPruned(f"seed {cfg.seed} {stopped}") from None
+        report.seed_done(summary["history"], int(summary["epochs"]))
     log.info(
         "done: test accuracy %.2f%%, density %.4f, summary in %s",
         100 * summary["test_acc"], summary["density"], output_dir / "summary.json",
     )  # fmt: skip
-    return summary["val_acc"]
+    return run_objectives(summary)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> dict[str, float | None] | None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         # A worker of a parallel sweep ends with its sweeper, as a signal the run checkpoints on would end it.
         stop_with_sweeper((signal_numbers(cfg.checkpoint.on_signals) or [signal.SIGTERM])[0])
         seeds = run_trial_seeds(cfg)  # refused before the first seed trains, not after it
+        link = TrialLink.from_environment(os.environ)
+        report = None if link is None else TrialReport(link)
         if seeds is None:
-            return train_one(cfg, output_dir)
-        accuracies = [train_one(OmegaConf.merge(cfg, {"seed": seed}), output_dir / f"seed={seed}") for seed in seeds]
-        return sum(accuracies) / len(accuracies)
+            return train_one(cfg, output_dir, report)
+        runs = [train_one(OmegaConf.merge(cfg, {"seed": seed}), output_dir / f"seed={seed}", report) for seed in seeds]
+        return mean_objectives(runs)
     except (ConfigError, TrainingDiverged) as error:
         log.error("error: %s", error)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -76,7 +76,8 @@ def check_command_line(arguments: Sequence[str]) -> str | None:
     Every command: its overrides parse and ``output_root`` can hold runs. A single run also: its config
     composes, its folder lies inside ``output_root``, and its run config validates. A sweep (``-m``) is
     checked on its fixed overrides only, and a composition error is left to Hydra: a swept group may provide
-    an option the defaults lack. Hydra's other flags (``--cfg``, ``--help``, ...) and ``hydra.*`` overrides are
+    an option the defaults lack; its choice of sweeper, sampler and pruner (``hydra/sweeper...``) is checked
+    with them. Hydra's other flags (``--cfg``, ``--help``, ...) and ``hydra.*`` overrides are
     left to Hydra."""
     if any(argument.startswith("-") and argument not in MULTIRUN_FLAGS for argument in arguments):
         return None
@@ -91,6 +92,21 @@ def check_command_line(arguments: Sequence[str]) -> str | None:
         return composition_error(error)
     except HydraException as error:
         return None if multirun else composition_error(error)
+    sweeper = [argument for argument in arguments if argument.lstrip("+~").startswith(("hydra/sweeper", "hydra.sweeper."))]
+    if sweeper:  # a sweeper's groups are never swept: an option they lack is a typo
+        try:
+            compose_config([*fixed, *sweeper], with_hydra=True)
+        except HydraException as error:
+            message = str(error)
+            if message.startswith("Could not override 'hydra/sweeper/"):  # a group of Optuna's sweeper only
+                group = message.split("'")[1]
+                return (f"{group} is an option of the Optuna sweeper, and this sweep uses the grid sweeper; add "
+                        "hydra/sweeper=optuna")  # fmt: skip
+            if message.startswith("Could not override 'hydra.sweeper."):
+                key = message.split("'")[1]
+                return (f"{key} is not set by the sweeper, sampler or pruner in use (`python main.py <your "
+                        f"overrides> --cfg hydra` lists theirs); to pass an option they take, add it: +{key}=...")
+            return composition_error(error)
     problem = output_root_problem(cfg.output_root)
     if problem or multirun:
         return problem

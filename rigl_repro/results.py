@@ -25,6 +25,7 @@ from rigl_repro.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
+PRUNED_FILE = "pruned.json"  # in a run folder: a sweep's pruner stopped the run there (rigl_repro.sweeps.trial)
 
 
 class OutputError(ConfigError):
@@ -240,9 +241,12 @@ def warn_left_out(problems: Sequence[str]) -> None:
 
 def collect_summaries(root: Path) -> list[dict[str, Any]]:
     """Every finished run's summary below ``root``, each with its ``run_dir``, in path order. Unreadable or
-    invalid summaries are listed in a warning and left out: one broken file does not stop a report."""
+    invalid summaries are listed in a warning and left out: one broken file does not stop a report. A folder
+    marked pruned is left out too: its run did not finish as configured."""
     summaries, unreadable = [], []
     for path in sorted(Path(root).rglob(SUMMARY_FILE)):
+        if (path.parent / PRUNED_FILE).exists():
+            continue
         try:
             summary = load_summary(path)
         except SummaryError as error:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rigl_repro.errors import ConfigError, require_choice
-from rigl_repro.loggers.base import Logger, NullLogger
+from rigl_repro.loggers.base import Logger, NullLogger, RunLabels
 from rigl_repro.registry import import_modules, named_subclasses
 
 import_modules(__name__, __path__)
@@ -43,6 +43,7 @@ def build_logger(
     output_dir: Path,
     history: Sequence[Mapping[str, Any]] = (),
     enabled: bool = True,
+    labels: RunLabels | None = None,
 ) -> Logger:
     """The logger that ``options`` (the composed ``logger`` node as a plain dict) selects, for the run in
     ``output_dir`` with resolved ``config``, resuming after ``history`` (the checkpoint's epochs).
@@ -56,7 +57,7 @@ def build_logger(
     options = dict(options)
     cls = available_loggers()[options.pop("name")]
     chosen = {**cls.defaults, **{key: value for key, value in options.items() if key in cls.defaults}}
-    return cls(**chosen, config=config, output_dir=Path(output_dir), history=history)
+    return cls(**chosen, config=config, output_dir=Path(output_dir), history=history, labels=labels or RunLabels())
 
 
-__all__ = ["Logger", "NullLogger", "available_loggers", "build_logger", "validate_logger_options"]
+__all__ = ["Logger", "NullLogger", "RunLabels", "available_loggers", "build_logger", "validate_logger_options"]

@@ -3,7 +3,7 @@
 What a logger receives, in order:
 
 1. At construction, besides its own options: ``config`` (the run's whole resolved config), ``output_dir``
-   (the run folder, which exists) and ``history``: the epochs a resumed run has already trained (the
+   (the run folder, which exists), ``labels`` (``RunLabels``: a name and group chosen by the caller) and ``history``: the epochs a resumed run has already trained (the
    checkpoint's history, each entry as in 2.), empty for a new run. A logger that keeps files makes them
    equal to this history, since epochs logged after the last checkpoint are trained again.
 2. ``log(metrics, step)`` once per finished epoch, ``metrics`` being the trainer's epoch entry
@@ -23,12 +23,27 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    """How an experiment tracker files a run, where its caller knows better than the run folder's name: a sweep
+    trial's runs (``rigl_repro.sweeps.trial``) are named by trial and seed and grouped by study. ``config`` is
+    added to the tracked config; ``objectives`` names the numbers (``rigl_repro.sweeps.objectives``) the
+    summary also records under ``objective/<name>``. Loggers that keep files in the run folder ignore them."""
+
+    name: str | None = None
+    group: str | None = None
+    job_type: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    objectives: tuple[str, ...] = ()
 
 
 class Logger(ABC):
     """An experiment logger. A subclass with a ``name`` is registered under it (``logger.name``) and made by
-    ``build_logger`` as ``cls(**options, config=..., output_dir=..., history=...)``.
+    ``build_logger`` as ``cls(**options, config=..., output_dir=..., history=..., labels=...)``.
 
     ``defaults`` names its options (the keys of its ``conf/logger/<name>.yaml`` beside ``name``) with the
     values a config that omits one gets; ``ignored`` names options that other loggers' settings may leave

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rigl_repro.loggers.base import Logger
+from rigl_repro.loggers.base import Logger, RunLabels
 from rigl_repro.results import atomic_file, write_failure
 
 HISTORY_FILE = "history.csv"
@@ -82,7 +82,13 @@ class CsvLogger(Logger):
     # so `scale=smoke logger=csv` writes them.
     ignored: ClassVar[tuple[str, ...]] = ("mode",)
 
-    def __init__(self, config: Mapping[str, Any], output_dir: Path, history: Sequence[Mapping[str, Any]] = ()):
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        output_dir: Path,
+        history: Sequence[Mapping[str, Any]] = (),
+        labels: RunLabels | None = None,  # the folder is the run's own: nothing to name or group
+    ):
         self.output_dir = Path(output_dir)
         self.epochs = [dict(entry) for entry in history]
         self.final: dict[str, Any] = {}

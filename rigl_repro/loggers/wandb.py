@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rigl_repro.errors import ConfigError, require_choice
-from rigl_repro.loggers.base import Logger
+from rigl_repro.loggers.base import Logger, RunLabels
+from rigl_repro.sweeps.objectives import run_objectives
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,11 @@ class WandbLogger(Logger):
         config: Mapping[str, Any],
         output_dir: Path,
         history: Sequence[Mapping[str, Any]] = (),
+        labels: RunLabels | None = None,
     ):
         validate_wandb(mode, project, entity)
         self.run = None
+        self.labels = labels or RunLabels()
         if mode == "disabled":
             return
         import wandb  # imported only when used: it is slow to import
@@ -90,9 +93,11 @@ class WandbLogger(Logger):
                 mode=mode,
                 project=project,
                 entity=entity,
-                config=dict(config),
+                config={**config, **self.labels.config},
                 dir=str(output_dir),
-                name=output_dir.name,
+                name=self.labels.name or output_dir.name,
+                group=self.labels.group,
+                job_type=self.labels.job_type,
                 id=run_id,
                 resume="allow",
                 settings=wandb.Settings(quiet=True, init_timeout=INIT_TIMEOUT_S),
@@ -130,9 +135,12 @@ class WandbLogger(Logger):
         self.run.log(flat, step=step)
 
     def summarize(self, summary: Mapping[str, Any]) -> None:
-        """Store a run's final numbers in the W&B run summary (what ``reporting.wandb_summaries`` reads)."""
+        """Store a run's final numbers in the W&B run summary (what ``reporting.wandb_summaries`` reads), and
+        the objectives its labels name as ``objective/<name>``."""
         if self.run is not None:
-            self.run.summary.update(dict(summary))
+            values = run_objectives(summary) if self.labels.objectives else {}
+            objectives = {f"objective/{name}": values[name] for name in self.labels.objectives}
+            self.run.summary.update({**summary, **objectives})
 
     def finish(self) -> None:
         if self.run is not None:

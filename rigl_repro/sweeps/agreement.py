@@ -13,7 +13,7 @@ does the study.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from optuna.distributions import (
@@ -29,6 +29,7 @@ from rigl_repro.run.identity import EXECUTION_OPTIONS
 
 SPACE_ATTR = "search_space"  # {key: the distribution, as Optuna's JSON (distribution_to_json)}
 FIXED_ATTR = "fixed_overrides"  # {key: value as typed}
+OBJECTIVES_ATTR = "objectives"  # [name, ...]; a study stored before it was recorded optimised val_acc
 
 
 def describe(distribution: BaseDistribution) -> str:
@@ -52,15 +53,27 @@ def objective(fixed: Mapping[str, str], not_identity: Collection[str]) -> dict[s
     return {key: value for key, value in fixed.items() if key not in not_identity and key not in execution}
 
 
-def record(space: Mapping[str, BaseDistribution], fixed: Mapping[str, str]) -> dict[str, dict[str, str]]:
+def record(
+    space: Mapping[str, BaseDistribution], fixed: Mapping[str, str], objectives: Sequence[str] = ("val_acc",)
+) -> dict[str, Any]:
     """The study's user attributes describing the sweep it was created for."""
-    return {SPACE_ATTR: {key: distribution_to_json(value) for key, value in space.items()}, FIXED_ATTR: dict(fixed)}
+    return {
+        SPACE_ATTR: {key: distribution_to_json(value) for key, value in space.items()},
+        FIXED_ATTR: dict(fixed),
+        OBJECTIVES_ATTR: list(objectives),
+    }
 
 
-def settings(direction: str, space: Mapping[str, BaseDistribution], fixed: Mapping[str, str]) -> dict[str, str]:
+def settings(
+    direction: str,
+    space: Mapping[str, BaseDistribution],
+    fixed: Mapping[str, str],
+    objectives: Sequence[str] = ("val_acc",),
+) -> dict[str, str]:
     """What a sweep asks of its study, key by key, as it is spelt on the command line."""
     return {
         "hydra.sweeper.direction": direction,
+        "hydra.sweeper.objectives": f"[{','.join(objectives)}]",
         **{key: describe(distribution) for key, distribution in space.items()},
         **fixed,
     }
@@ -71,7 +84,7 @@ def stored_settings(direction: str, user_attrs: Mapping[str, Any]) -> dict[str, 
     if SPACE_ATTR not in user_attrs or FIXED_ATTR not in user_attrs:
         return None
     space = {key: json_to_distribution(text) for key, text in user_attrs[SPACE_ATTR].items()}
-    return settings(direction, space, user_attrs[FIXED_ATTR])
+    return settings(direction, space, user_attrs[FIXED_ATTR], user_attrs.get(OBJECTIVES_ATTR, ("val_acc",)))
 
 
 def shown(setting: str | None) -> str:

@@ -31,7 +31,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,20 +42,40 @@ from hydra.core.override_parser.types import Glob, IntervalSweep, Override, Rang
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from rigl_repro.config import folder_name
-from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
+from rigl_repro.errors import ConfigError, require_in_range, require_int
 from rigl_repro.launchers import announce_sweeper, launch_from_environment
 from rigl_repro.results import OutputError, atomic_file
 from rigl_repro.sweeps.agreement import disagreement, objective, record, settings, stored_settings
+from rigl_repro.sweeps.algorithms import build_pruner, build_sampler, check_sampler, directions_of, grid_size
 from rigl_repro.sweeps.grid import RUN_FAILURES, exit_after_failures, launch_or_exit
+from rigl_repro.sweeps.objectives import DEFAULT_OBJECTIVES, check_objectives, trial_values
+from rigl_repro.sweeps.pareto import pareto_front, write_pareto
 from rigl_repro.sweeps.seeds import check_trial_seeds, refuse_searched_seeds
-from rigl_repro.sweeps.storage import check_storage, sqlite_path, storage_errors
+from rigl_repro.sweeps.storage import (
+    JOURNAL_SCHEME,
+    check_storage,
+    journal_path,
+    journal_storage,
+    sqlite_path,
+    storage_errors,
+)
+from rigl_repro.sweeps.trial import TrialLink
 
 log = logging.getLogger(__name__)
+
+# Keys of other Optuna sweepers' configs, and what to write instead.
+REPLACED_OPTIONS = {
+    "search_space": "the search space is hydra.sweeper.params (Hydra's Optuna sweeper renamed it too)",
+    "seed": "the sampler's seed is hydra.sweeper.sampler.seed",
+    "directions": "write hydra.sweeper.direction=[maximize,minimize] (one key, as Hydra's Optuna sweeper)",
+    "objective": "write hydra.sweeper.objectives=[val_acc]",
+}
 
 
 def distribution_of(override: Override) -> BaseDistribution | None:
@@ -155,8 +175,14 @@ class HeartbeatStorage(optuna.storages.RDBStorage):
 
 
 @contextmanager
-def heartbeats(storage: optuna.storages.RDBStorage, trial_ids: Sequence[int], interval: float) -> Iterator[None]:
-    """Record the trials' heartbeats every ``interval`` seconds while the block runs (their jobs train)."""
+def heartbeats(
+    storage: optuna.storages.RDBStorage | None, trial_ids: Sequence[int], interval: float
+) -> Iterator[None]:
+    """Record the trials' heartbeats every ``interval`` seconds while the block runs (their jobs train); a
+    storage without heartbeats (None: in memory, a journal file) records none."""
+    if storage is None:
+        yield
+        return
     stop = threading.Event()
 
     def beat() -> None:
@@ -177,32 +203,45 @@ def heartbeats(storage: optuna.storages.RDBStorage, trial_ids: Sequence[int], in
 
 
 class OptunaStudySweeperBase(Sweeper):
-    """Hydra sweeper: ``n_trials`` trials of one stored Optuna study, asked ``n_jobs`` at a time and run by
-    the configured launcher. Registered for Hydra in ``hydra_plugins/rigl_repro_sweeper``."""
+    """Hydra sweeper: ``n_trials`` trials of one Optuna study, asked ``n_jobs`` at a time and run by the
+    configured launcher. Registered for Hydra in ``hydra_plugins/rigl_repro_sweeper``; its options are those of
+    ``conf/hydra/sweeper/optuna.yaml``, checked when the sweep starts (where a bad one is one line)."""
 
     def __init__(
         self,
-        study_name: str,
-        storage: str,
-        direction: str = "maximize",
+        study_name: str | None = None,
+        storage: str | None = None,
+        direction: str | Sequence[str] = "maximize",
+        objectives: Sequence[str] = DEFAULT_OBJECTIVES,
         n_trials: int = 20,
         n_jobs: int = 1,
         max_failure_rate: float = 0.0,
         sampler: dict[str, Any] | None = None,
+        pruner: dict[str, Any] | None = None,
+        custom_search_space: str | None = None,
         heartbeat_interval: int = 20,
         grace_period: int = 60,
         params: dict[str, str] | None = None,
+        **unknown: Any,
     ) -> None:
         # Stored as given and checked when the sweep starts, where a bad value can be one line, not a traceback.
-        self.study_name, self.storage_url, self.direction = study_name, storage, direction
+        self.study_name, self.storage_url = study_name, storage
+        self.direction, self.objectives = direction, objectives
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
-        sampler = dict(sampler or {})
-        self.seed, self.n_startup_trials = sampler.get("seed"), sampler.get("n_startup_trials", 10)
+        self.sampler = OmegaConf.to_container(sampler) if isinstance(sampler, DictConfig) else dict(sampler or {})
+        self.pruner = OmegaConf.to_container(pruner) if isinstance(pruner, DictConfig) else dict(pruner or {})
+        self.custom_search_space = custom_search_space
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.params = dict(params or {})
+        self.unknown = dict(unknown)
+        self.directions: list[str] = []
         self.config: DictConfig | None = None
         self.launcher = None
         self.job_idx = 0
+
+    @property
+    def seed(self) -> int | None:
+        return self.sampler.get("seed")
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -213,15 +252,32 @@ class OptunaStudySweeperBase(Sweeper):
         )
         announce_sweeper()  # trials run in worker processes stop when this process dies
 
-    def validate_options(self) -> None:
+    def validate_options(self, space: Mapping[str, BaseDistribution]) -> None:
         """Each ``hydra.sweeper`` option, in one line naming it if it is nonsense."""
-        require_choice("hydra.sweeper.direction", self.direction, ("maximize", "minimize"))
+        for key in self.unknown:
+            hint = REPLACED_OPTIONS.get(key, "the options are those of conf/hydra/sweeper/optuna.yaml")
+            raise ConfigError(f"hydra.sweeper.{key} is not an option of the Optuna sweeper; {hint}")
+        self.objectives = check_objectives(list(self.objectives))
+        self.directions = directions_of(self.direction, len(self.objectives))
         require_int("hydra.sweeper.n_trials", self.n_trials, 1)
         require_int("hydra.sweeper.n_jobs", self.n_jobs, 1)
         require_in_range("hydra.sweeper.max_failure_rate", self.max_failure_rate, 0.0, 1.0)
-        if self.seed is not None:
-            require_int("hydra.sweeper.sampler.seed", self.seed, 0, 2**31 - 1)
-        require_int("hydra.sweeper.sampler.n_startup_trials", self.n_startup_trials, 0)
+        if self.storage_url is not None and not (isinstance(self.storage_url, str) and self.storage_url):
+            raise ConfigError(f"hydra.sweeper.storage={self.storage_url!r} is invalid; expected a URL such as "
+                              "sqlite:///outputs/optuna.db, or null for a study in memory")  # fmt: skip
+        if self.study_name is not None and not (isinstance(self.study_name, str) and self.study_name):
+            raise ConfigError(f"hydra.sweeper.study_name={self.study_name!r} is invalid; expected a name, or null")
+        check_sampler(self.sampler, len(self.objectives), space)
+        if build_pruner(self.pruner) is not None:
+            if len(self.objectives) > 1:
+                raise ConfigError("hydra/sweeper/pruner: Optuna prunes studies of one objective only; use "
+                                  "hydra/sweeper/pruner=none with several objectives")  # fmt: skip
+            if self.storage_url is None:
+                raise ConfigError(
+                    "hydra/sweeper/pruner: a trial's runs report their epochs through the study's storage, and a "
+                    "study in memory is out of their reach; set hydra.sweeper.storage=sqlite:///<a folder every "
+                    "run can read>/optuna.db (or journal:///<folder>/optuna.log)"
+                )
         require_int("hydra.sweeper.heartbeat_interval", self.heartbeat_interval, 1)
         require_int("hydra.sweeper.grace_period", self.grace_period, self.heartbeat_interval + 1)
         processes = launch_from_environment(os.environ).world_size
@@ -231,11 +287,22 @@ class OptunaStudySweeperBase(Sweeper):
                 "each trial several processes through its launcher (hydra.launcher.tasks_per_node=N on SLURM)"
             )
 
-    def open_storage(self) -> HeartbeatStorage:
-        """The study's storage, once it is known to be an Optuna storage (or a new one); else a ConfigError."""
+    def default_study_name(self, space: Mapping[str, BaseDistribution]) -> str:
+        """A study named after the sweep: its dataset, method and searched options."""
+        assert self.config is not None
+        parts = [OmegaConf.select(self.config, key, default=None) for key in ("dataset.name", "masking.name")]
+        return "-".join(["sweep", *(str(part) for part in parts if part), ",".join(space) or "fixed"])
+
+    def open_storage(self) -> optuna.storages.BaseStorage | None:
+        """The study's storage, once it is known to be an Optuna storage (or a new one); None in memory."""
+        if self.storage_url is None:
+            return None
         check_storage(self.storage_url)
-        database = sqlite_path(self.storage_url)
         with storage_errors(self.storage_url):
+            journal = journal_path(self.storage_url)
+            if journal is not None:
+                return journal_storage(journal)
+            database = sqlite_path(self.storage_url)
             if database is not None:
                 database.parent.mkdir(parents=True, exist_ok=True)
             return HeartbeatStorage(
@@ -245,33 +312,46 @@ class OptunaStudySweeperBase(Sweeper):
                 heartbeat_stale_trial_callback=queue_again_if_proposed,
             )
 
+    def defining(self, fixed: Mapping[str, str]) -> dict[str, str]:
+        """The fixed overrides and the custom search space's function: what, beside the space, defines a trial."""
+        custom = self.custom_search_space
+        return {**fixed, **({} if custom is None else {"hydra.sweeper.custom_search_space": custom})}
+
     def open_study(
-        self, storage: HeartbeatStorage, space: dict[str, BaseDistribution], fixed: dict[str, str]
+        self,
+        storage: optuna.storages.BaseStorage | None,
+        space: dict[str, BaseDistribution],
+        fixed: dict[str, str],
     ) -> optuna.Study:
-        """The stored study, refused in one line (and left untouched) if it was created for another direction,
-        search space or fixed overrides; created, with a record of them, if there is none. A study stored
-        before they were recorded adopts this command's."""
-        asked = settings(self.direction, space, fixed)
-        with storage_errors(self.storage_url):
+        """The stored study, refused in one line (and left untouched) if it was created for other directions,
+        objectives, search space or fixed overrides; created, with a record of them, if there is none. A study
+        stored before they were recorded adopts this command's. In memory: a new study."""
+        if storage is None:
+            log.info("study %s is kept in memory and ends with this sweep; a stored study resumes a killed sweep "
+                     "(hydra.sweeper.storage=sqlite:///outputs/optuna.db)", self.study_name)  # fmt: skip
+            return optuna.create_study(study_name=self.study_name, directions=self.directions)
+        defining = self.defining(fixed)
+        asked = settings(", ".join(self.directions), space, defining, self.objectives)
+        with storage_errors(str(self.storage_url)):
             try:
                 study, created = optuna.load_study(study_name=self.study_name, storage=storage), False
             except KeyError:  # no such study yet (load_if_exists: another sweeper may be creating it now)
                 study, created = optuna.create_study(
-                    study_name=self.study_name, storage=storage, direction=self.direction, load_if_exists=True
+                    study_name=self.study_name, storage=storage, directions=self.directions, load_if_exists=True
                 ), True  # fmt: skip
             directions = ", ".join(direction.name.lower() for direction in study.directions)
             stored = stored_settings(directions, study.user_attrs)
             unrecorded = stored is None  # new, or stored before the record: it keeps only its direction
             if stored is None:
-                stored = settings(directions, space, fixed)
-            problem = disagreement(self.study_name, self.storage_url, stored, asked)
+                stored = settings(directions, space, defining, self.objectives)
+            problem = disagreement(str(self.study_name), str(self.storage_url), stored, asked)
             if problem:
                 raise ConfigError(problem)
             if unrecorded:
                 if not created:
                     log.info("study %s in %s has no record of its search space and fixed overrides; recording "
                              "this command's", self.study_name, self.storage_url)  # fmt: skip
-                for key, value in record(space, fixed).items():
+                for key, value in record(space, defining, self.objectives).items():
                     study.set_user_attr(key, value)
         return study
 
@@ -279,17 +359,36 @@ class OptunaStudySweeperBase(Sweeper):
         """The next trial: a queued copy of an interrupted one if there is any, else the sampler's proposal,
         seeded by the number of proposals before it. Its overrides are recorded last: they mark it complete."""
         made = proposals_made(study.get_trials(deepcopy=False))
-        seed = None if self.seed is None else int(self.seed) + made
-        study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
+        study.sampler = build_sampler(self.sampler, len(self.objectives) or 1, space, made)
         trial = study.ask(space)
+        if self.custom_search_space is not None:
+            get_method(self.custom_search_space)(self.config, trial)
         trial.set_user_attr("overrides", [f"{key}={value}" for key, value in {**trial.params, **fixed}.items()])
         return trial
 
+    def link(self, trial: optuna.Trial) -> TrialLink:
+        """What the trial's runs need to report to it (``rigl_repro.sweeps.trial``)."""
+        return TrialLink(
+            study=str(self.study_name),
+            storage=absolute_storage(self.storage_url),
+            trial_id=trial._trial_id,
+            number=trial.number,
+            params=dict(trial.params),
+            objectives=tuple(self.objectives),
+            pruner=self.pruner if build_pruner(self.pruner) is not None else None,
+        )
+
     def requeue_stale_trials(self, study: optuna.Study) -> None:
         """Fail and queue again the RUNNING trials of a sweeper that died; wait up to one grace period for
-        the heartbeats of a sweeper just killed to go stale (trials still beating belong to a live one)."""
-        deadline = time.monotonic() + self.grace_period + 1
+        the heartbeats of a sweeper just killed to go stale (trials still beating belong to a live one). A
+        journal storage has no heartbeats: its RUNNING trials are taken for a killed sweeper's at once."""
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if isinstance(study._storage, optuna.storages.JournalStorage):
+            for trial in running:
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                queue_again_if_proposed(study, study._storage.get_trial(trial._trial_id))
+            running = []
+        deadline = time.monotonic() + self.grace_period + 1
         if running:
             log.info(
                 "study %s has %d RUNNING trial(s); waiting up to %d s for a live sweeper's heartbeat",
@@ -318,55 +417,70 @@ class OptunaStudySweeperBase(Sweeper):
     def run_study(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
         try:
-            self.validate_options()
             space, fixed = search_space([*(f"{key}={value}" for key, value in self.params.items()), *arguments])
+            self.validate_options(space)
+            if self.study_name is None:
+                self.study_name = self.default_study_name(space)
             # Seeds are never searched, so every trial trains the seeds the sweep's own config lists.
             check_trial_seeds(OmegaConf.select(self.config, "trial_seeds"))
             storage = self.open_storage()
             not_identity = self.config.hydra.job.config.override_dirname.exclude_keys
             study = self.open_study(storage, space, objective(fixed, not_identity))
+            total = self.n_trials
+            grid = grid_size(self.sampler, len(self.objectives), space)
+            if grid is not None and grid < total:
+                log.info("the grid has %d combinations: the sweep stops after them (n_trials=%d)", grid, total)
+                total = grid
         except ConfigError as error:
             log.error("error: %s", error)
             raise SystemExit(2) from None
-        self.requeue_stale_trials(study)
+        if storage is not None:
+            self.requeue_stale_trials(study)
         while True:
-            study = optuna.load_study(study_name=self.study_name, storage=storage)
-            optuna.storages.fail_stale_trials(study)  # another sweeper of this study may have died meanwhile
+            if storage is not None:
+                study = optuna.load_study(study_name=self.study_name, storage=storage, sampler=study.sampler)
+                optuna.storages.fail_stale_trials(study)  # another sweeper of this study may have died meanwhile
             trials = study.get_trials(deepcopy=False)
             running_elsewhere = sum(trial.state == TrialState.RUNNING for trial in trials)  # ours are all told
-            to_go = self.n_trials - len(finished_trials(trials)) - running_elsewhere
+            to_go = total - len(finished_trials(trials)) - running_elsewhere
             if to_go <= 0:
                 break
             batch = [self.propose(study, space, fixed) for _ in range(min(self.n_jobs, to_go))]
-            overrides = [tuple(trial.user_attrs["overrides"]) for trial in batch]
-            with heartbeats(storage, [trial._trial_id for trial in batch], self.heartbeat_interval):
+            overrides = [(*trial.user_attrs["overrides"], self.link(trial).override()) for trial in batch]
+            beating = storage if isinstance(storage, optuna.storages.RDBStorage) else None
+            with heartbeats(beating, [trial._trial_id for trial in batch], self.heartbeat_interval):
                 returns = launch_or_exit(self.launcher.launch, overrides, self.job_idx)
             self.job_idx += len(returns)
             failures = self.tell(study, batch, returns)
             self.write_results(study)
             if len(failures) / len(returns) > self.max_failure_rate:
                 exit_after_failures(failures, len(returns))
-        self.write_results(optuna.load_study(study_name=self.study_name, storage=storage))
+        if storage is not None:
+            study = optuna.load_study(study_name=self.study_name, storage=storage)
+        self.write_results(study)
 
     def tell(self, study: optuna.Study, batch: Sequence[optuna.Trial], returns: Sequence[Any]) -> list[Any]:
         """Record the jobs' results; returns (overrides, error) of the trials that failed. A job that raised
-        anything but a run failure (a bug) raises here, with its traceback."""
+        anything but a run failure or a pruned trial (a bug) raises here, with its traceback."""
         failures = []
         for trial, result in zip(batch, returns):
             error = result._return_value if result.status == JobStatus.FAILED else None  # the run logged it
+            if isinstance(error, optuna.TrialPruned):
+                self.tell_one(study, trial, None, TrialState.PRUNED)
+                log.info("trial %d pruned: %s", trial.number, error)
+                continue
             if error is not None and not isinstance(error, RUN_FAILURES):
                 study.tell(trial, state=TrialState.FAIL)
                 result.return_value  # raises it
-            try:
-                value = float(result.return_value) if error is None else None
-            except (TypeError, ValueError):
-                value, error = None, f"the run returned {result.return_value!r}, not a number"
-            try:
-                study.tell(trial, value, state=TrialState.COMPLETE if value is not None else TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                log.warning("trial %d was already finished by another process; keeping its result", trial.number)
+            values = None
+            if error is None:
+                try:
+                    values = trial_values(result.return_value, self.objectives)
+                except ValueError as problem:
+                    error = problem
+            if not self.tell_one(study, trial, values, TrialState.COMPLETE if values is not None else TrialState.FAIL):
                 continue
-            if value is None:
+            if values is None:
                 log.warning("trial %d failed: %s", trial.number, str(error).splitlines()[0] if str(error) else error)
                 failures.append((" ".join(result.overrides or ()), error))
                 continue
@@ -375,27 +489,64 @@ class OptunaStudySweeperBase(Sweeper):
                 for key, number in trial.params.items()
             )
             done = len(finished_trials(study.get_trials(deepcopy=False)))
-            log.info("trial %d (%d/%d done): %s -> %.4f", trial.number, done, self.n_trials, params, value)
+            shown = ", ".join(f"{name} {value:.4f}" for name, value in zip(self.objectives, values))
+            log.info("trial %d (%d/%d done): %s -> %s", trial.number, done, self.n_trials, params, shown)
         return failures
 
+    def tell_one(self, study: optuna.Study, trial: optuna.Trial, values: list[float] | None, state: TrialState) -> bool:
+        """Tell the study; False if the trial was already finished by another process (its result is kept)."""
+        try:
+            study.tell(trial, values, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            log.warning("trial %d was already finished by another process; keeping its result", trial.number)
+            return False
+        return True
+
     def write_results(self, study: optuna.Study) -> None:
-        """The study's state and best trial in ``<sweep dir>/optuna/<study>.yaml``, rewritten after every batch."""
+        """The study's state and best trial (several objectives: its Pareto front, also as a table and a plot)
+        in ``<sweep dir>/optuna/<study>.yaml``, rewritten after every batch."""
         trials = study.get_trials(deepcopy=False)
         finished = finished_trials(trials)
         complete = [t for t in finished if t.state == TrialState.COMPLETE]
+        pruned = [t for t in finished if t.state == TrialState.PRUNED]
         results: dict[str, Any] = {
             "study": self.study_name, "storage": self.storage_url, "n_trials": self.n_trials,
-            "complete": len(complete), "failed": len(finished) - len(complete),
+            "objectives": list(self.objectives), "directions": self.directions, "complete": len(complete),
+            "pruned": len(pruned), "failed": len(finished) - len(complete) - len(pruned),
         }  # fmt: skip
-        if complete:
-            best = study.best_trial
-            results.update(best_trial=best.number, best_value=best.value, best_params=best.params)
-            log.info("study %s: best trial %d, %s -> %.4f", self.study_name, best.number, best.params, best.value)
         assert self.config is not None
-        path = Path(self.config.hydra.sweep.dir) / "optuna" / f"{folder_name(self.study_name)}.yaml"
+        folder = Path(self.config.hydra.sweep.dir) / "optuna"
+        stem = folder_name(str(self.study_name))
         try:
-            with atomic_file(path) as temporary:  # a kill or a full disk never leaves half a results file
+            if complete and len(self.objectives) == 1:
+                best = study.best_trial
+                results.update(best_trial=best.number, best_value=best.value, best_params=best.params)
+                log.info("study %s: best trial %d, %s -> %.4f", self.study_name, best.number, best.params, best.value)
+            elif complete:
+                front = pareto_front(complete, self.directions)
+                results["pareto_front"] = [
+                    {"trial": t.number, "values": dict(zip(self.objectives, t.values)), "params": t.params}
+                    for t in front
+                ]  # fmt: skip
+                written = write_pareto(complete, self.objectives, self.directions, folder, stem)
+                log.info("study %s: %d trial(s) on the Pareto front of %d; %s", self.study_name, len(front),
+                         len(complete), ", ".join(str(path) for path in written))  # fmt: skip
+            with atomic_file(folder / f"{stem}.yaml") as temporary:  # a kill never leaves half a results file
                 OmegaConf.save(OmegaConf.create(results), temporary)
         except OutputError as error:  # the trials are safe in the storage; the same command writes it again
             log.error("error: %s", error)
             raise SystemExit(2) from None
+
+
+def absolute_storage(url: str | None) -> str | None:
+    """The storage URL with a relative SQLite or journal path made absolute: a trial's runs may start in
+    another working directory (a SLURM node)."""
+    if url is None:
+        return None
+    journal = journal_path(url)
+    if journal is not None:
+        return f"{JOURNAL_SCHEME}{journal.resolve()}"
+    database = sqlite_path(url)
+    if database is not None and not database.is_absolute():
+        return f"sqlite:///{database.resolve()}"
+    return url

@@ -1,6 +1,10 @@
 """An Optuna storage is read only once it is known to be one: a SQLite file that is damaged or holds another
 program's tables is refused before Optuna writes its own tables into it, and a storage that cannot be opened
-(a bad URL, a missing driver, an unreachable server, an old schema) is one line naming its URL."""
+(a bad URL, a missing driver, an unreachable server, an old schema) is one line naming its URL.
+
+``hydra.sweeper.storage`` is an SQLAlchemy URL (an RDB storage), ``journal:///<file>`` (Optuna's journal file,
+for file systems where SQLite's locks are unreliable; the path is relative as in ``sqlite:///``, absolute with a
+fourth slash) or null (in memory: the study ends with its sweep)."""
 
 from __future__ import annotations
 
@@ -9,16 +13,40 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from rigl_repro.errors import ConfigError
 
 OPTUNA_TABLES = frozenset({"studies", "version_info"})  # present in every Optuna RDB storage
+JOURNAL_SCHEME = "journal:///"
 
 
-def sqlite_path(url: str) -> Path | None:
+def journal_path(url: str | None) -> Path | None:
+    """The file of a ``journal:///`` storage, or None for other storages."""
+    if url is None or not url.startswith(JOURNAL_SCHEME):
+        return None
+    return Path(url[len(JOURNAL_SCHEME):])
+
+
+def journal_storage(path: Path) -> optuna.storages.JournalStorage:
+    """Optuna's journal storage in the file ``path`` (made with its folder if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def storage_for_runs(url: str) -> optuna.storages.BaseStorage:
+    """The study's storage as a trial's run opens it to report its epochs: the journal file, or the RDB
+    without heartbeats (the sweeper records those)."""
+    path = journal_path(url)
+    return journal_storage(path) if path is not None else optuna.storages.RDBStorage(url)
+
+
+def sqlite_path(url: str | None) -> Path | None:
     """The file of an ``sqlite:///`` URL, or None for other URLs (and in-memory or unparsable ones)."""
+    if url is None or journal_path(url) is not None:
+        return None
     try:
         parsed = make_url(url)
     except ArgumentError:  # not a URL at all: opening it says so in one line
@@ -49,8 +77,11 @@ def sqlite_problem(path: Path) -> str | None:
     return None
 
 
-def check_storage(url: str) -> None:
+def check_storage(url: str | None) -> None:
     """Refuse, in one line, a storage URL whose SQLite file is not an Optuna storage (nothing is written)."""
+    journal = journal_path(url)
+    if journal is not None and (journal.is_dir() or not journal.name):
+        raise ConfigError(f"hydra.sweeper.storage={url}: a journal storage is a file, e.g. journal:///outputs/optuna.log")
     path = sqlite_path(url)
     try:
         problem = None if path is None else sqlite_problem(path)

@@ -101,6 +101,10 @@ class SingleProcess:
     def require_same(self, value: int, problem: str) -> None:
         """Stop every process with ``problem`` unless ``value`` is the same on all of them."""
 
+    def highest(self, value: int) -> int:
+        """The largest of the processes' ``value`` (a host-side vote: the writing process's decision)."""
+        return value
+
     # ------------------------------------------------------------------ the run folder
     @contextlib.contextmanager
     def folder_lock(self, folder: Path, wait: bool) -> Iterator[None]:

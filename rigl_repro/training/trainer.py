@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from rigl_repro.data import Split, augment_batch
 from rigl_repro.errors import START_AFRESH, ConfigError, TrainingDiverged
-from rigl_repro.loggers import Logger, build_logger
+from rigl_repro.loggers import Logger, RunLabels, build_logger
 from rigl_repro.results import SUMMARY_FILE
 from rigl_repro.run.build import build_run, count_correct
 from rigl_repro.run.config import RunConfig
@@ -39,12 +39,32 @@ from rigl_repro.training.summary import run_summary
 
 log = logging.getLogger(__name__)
 
+# Called by the writing process after every epoch with the history so far and the run's number of epochs;
+# returns whether the run should stop there (a sweep trial its pruner stops: ``rigl_repro.sweeps.trial``).
+AfterEpoch = Callable[[Sequence[Mapping[str, Any]], int], bool]
+
+
+class StoppedEarly(RuntimeError):
+    """The run's ``after_epoch`` callback stopped it after ``epoch`` of its ``epochs``; its checkpoint is saved."""
+
+    def __init__(self, epoch: int, epochs: int) -> None:
+        super().__init__(f"stopped after epoch {epoch}/{epochs}; the checkpoint is saved")
+        self.epoch, self.epochs = epoch, epochs
+
 
 class Trainer:
     """A run built from its config; ``fit()`` trains it (or resumes it from its checkpoint) and returns the
-    summary. ``processes`` is this process's part when several train the run."""
+    summary. ``processes`` is this process's part when several train the run; ``after_epoch`` may stop it early; ``labels`` name it for
+    experiment trackers."""
 
-    def __init__(self, config: RunConfig | DictConfig, output_dir: Path, processes: SingleProcess | None = None):
+    def __init__(
+        self,
+        config: RunConfig | DictConfig,
+        output_dir: Path,
+        processes: SingleProcess | None = None,
+        after_epoch: AfterEpoch | None = None,
+        labels: RunLabels | None = None,
+    ):
         self.config = config if isinstance(config, RunConfig) else RunConfig.from_hydra(config)
         self.output_dir, self.processes = Path(output_dir), processes or SingleProcess()
         parts = build_run(self.config, self.processes)
@@ -56,6 +76,7 @@ class Trainer:
         self.steps_per_epoch, self.epochs, self.total_steps = plan.steps_per_epoch, plan.epochs, plan.total_steps
         self.state = RunState.start(self.config.seed, self.device)
         self.stop = StopRequest(self.config.checkpoint.on_signals)
+        self.after_epoch, self.labels = after_epoch, labels
 
     @property
     def epoch(self) -> int:
@@ -132,7 +153,7 @@ class Trainer:
         self.processes.require_same(self.engine.step_count, f"the processes of this run found different checkpoints "
                                     f"in {self.output_dir}; put output_root on a file system every node shares")
         logger = build_logger(self.config.logger, config=self.config.resolved, output_dir=self.output_dir,
-                              history=self.history, enabled=self.processes.writes)  # fmt: skip
+                              history=self.history, enabled=self.processes.writes, labels=self.labels)  # fmt: skip
         try:
             with self.stop:
                 self.train_epochs(logger, checkpoint)
@@ -167,8 +188,19 @@ class Trainer:
                 "-" if metrics["val_acc"] is None else f"{100 * metrics['val_acc']:.2f}%",
                 metrics["lr"], metrics["images_per_s"],
             )  # fmt: skip
-            if self.epoch % self.config.checkpoint.every_epochs == 0 or self.epoch == self.epochs:
+            saved = self.epoch % self.config.checkpoint.every_epochs == 0 or self.epoch == self.epochs
+            if saved:
                 self.save(checkpoint)
+            if self.after_epoch is not None and self.stops_early():
+                if not saved:
+                    self.save(checkpoint)
+                raise StoppedEarly(self.epoch, self.epochs)
+
+    def stops_early(self) -> bool:
+        """The writing process's ``after_epoch`` answer, shared by every process (the last epoch never stops)."""
+        assert self.after_epoch is not None
+        asked = self.processes.writes and self.after_epoch(self.history, self.epochs)
+        return bool(self.processes.highest(int(asked))) and self.epoch < self.epochs
 
     def train_epoch(self) -> dict[str, Any] | None:
         """One pass over the training set in a fresh random order (or the rest of the epoch in progress); reads

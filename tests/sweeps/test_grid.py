@@ -14,12 +14,16 @@ REFUSAL = "sbatch: error: invalid partition specified: nosuchpartition"
 
 @pytest.fixture
 def refusing_sbatch(tmp_path):
-    """A PATH whose ``sbatch`` refuses every job as SLURM does for an unknown partition."""
+    """A PATH whose ``sbatch`` refuses every job as SLURM does for an unknown partition (on a machine with or
+    without SLURM)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     sbatch = bin_dir / "sbatch"
     sbatch.write_text(f"#!/bin/sh\necho 'sbatch: error: Batch job submission failed' >&2\necho '{REFUSAL}' >&2\nexit 1\n")
     sbatch.chmod(0o755)
+    srun = bin_dir / "srun"  # submitit looks for it before it submits anything; never run here
+    srun.write_text("#!/bin/sh\nexit 1\n")
+    srun.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 

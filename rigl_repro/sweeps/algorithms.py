@@ -9,8 +9,9 @@ that takes an object (``independent_sampler``, NSGA-II's ``crossover``) may be g
 Seeding for exact resume: a sampler is built again for every proposal, seeded with ``seed`` plus the number of
 proposals made before it, so that a resumed sweep proposes what an uninterrupted one would have (the samplers keep
 no state of their own between proposals: TPE, NSGA-II, CMA-ES, GP and the grid read everything from the study).
-The QMC sampler is the exception: its seed scrambles the whole sequence, and its position in the sequence comes
-from the study, so it keeps the seed as given. With ``seed: null`` no sampler is reproducible.
+The QMC and grid samplers are the exceptions: their seed fixes an order over the whole sweep (the scrambling of
+QMC's sequence, the shuffled order of the grid's combinations), and their position in it comes from the study,
+so they keep the seed as given. With ``seed: null`` no sampler is reproducible.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from rigl_repro.errors import ConfigError, require_choice, require_int
 
 AUTO_SINGLE = "optuna.samplers.TPESampler"  # sampler=auto with one objective (the report's sampler)
 AUTO_MULTI = "optuna.samplers.NSGAIISampler"  # sampler=auto with several objectives
-FIXED_SEED = {"optuna.samplers.QMCSampler", "optuna.samplers._qmc.QMCSampler"}  # the seed scrambles the sequence
+# Samplers whose seed fixes an order over the whole sweep (QMC: the sequence's scrambling; the grid: the order of
+# its combinations, by which each trial's combination is numbered): the seed is kept, never advanced.
+FIXED_SEED = (optuna.samplers.QMCSampler, optuna.samplers.GridSampler)
 GRID_SIZE_LIMIT = 100_000  # combinations; a larger grid is a typo (a range with a small step), not a sweep
 
 
@@ -119,12 +122,12 @@ def build_sampler(
     node: Mapping[str, Any] | None, objectives: int, space: Mapping[str, BaseDistribution], proposals_made: int
 ) -> optuna.samplers.BaseSampler:
     """The sampler for the next proposal: the node's class and options, seeded with ``seed + proposals_made``
-    (the QMC sampler: ``seed``); see the module's docstring."""
+    (the QMC and grid samplers: ``seed``); see the module's docstring."""
     target = sampler_target(node, objectives)
     _, options = split_node(node)
     cls = optuna_class("sampler", target, optuna.samplers.BaseSampler)
     arguments = checked_options("sampler", target, cls, options)
-    if arguments.get("seed") is not None and target not in FIXED_SEED:
+    if arguments.get("seed") is not None and not issubclass(cls, FIXED_SEED):
         arguments["seed"] = int(arguments["seed"]) + proposals_made
     if issubclass(cls, optuna.samplers.GridSampler):
         if "search_space" in options:

@@ -500,6 +500,9 @@ class OptunaStudySweeperBase(Sweeper):
         except optuna.exceptions.UpdateFinishedTrialError:
             log.warning("trial %d was already finished by another process; keeping its result", trial.number)
             return False
+        except RuntimeError as error:  # the grid sampler ends its grid with Study.stop(), meant for optimize()
+            if "Study.stop" not in str(error):  # the trial is told by then; the sweep counts the grid itself
+                raise
         return True
 
     def write_results(self, study: optuna.Study) -> None:

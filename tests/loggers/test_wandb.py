@@ -141,3 +141,37 @@ def test_bad_logger_options_are_one_line_naming_the_option(tmp_path, options, me
     with pytest.raises(ConfigError, match=message):  # also for a process that would log nothing
         build_logger(options, config={}, output_dir=tmp_path, enabled=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_trial_s_run_is_named_grouped_and_summarised_by_its_labels(tmp_path, monkeypatch):
+    import wandb
+
+    from rigl_repro.sweeps.trial import TrialLink
+
+    started, summaries = {}, {}
+
+    class FakeRun:
+        summary = summaries
+        dir = str(tmp_path)
+
+        def finish(self):
+            pass
+
+    def init(**options):
+        started.update(options)
+        return FakeRun()
+
+    monkeypatch.setattr(wandb, "init", init)
+    link = TrialLink(study="alpha_dt", storage=None, trial_id=9, number=3, params={"masking.alpha": 0.4},
+                     objectives=("val_acc", "train_flops"))  # fmt: skip
+    tracker = WandbLogger("offline", "rigl-repro", None, {"seed": 1}, tmp_path, labels=link.labels(seed=1))
+    assert (started["name"], started["group"], started["job_type"]) == ("trial 3 seed 1", "alpha_dt", "sweep-trial")
+    assert started["config"] == {"seed": 1, "trial": {"study": "alpha_dt", "number": 3,
+                                                      "params": {"masking.alpha": 0.4},
+                                                      "objectives": ["val_acc", "train_flops"]}}  # fmt: skip
+    tracker.summarize({"val_acc": 0.9, "test_acc": 0.8, "density": 0.1, "wall_time_s": 3.0,
+                       "flops": {"train_relative": 0.25, "inference_relative": 0.2}})  # fmt: skip
+    assert summaries["objective/val_acc"] == 0.9 and summaries["objective/train_flops"] == 0.25
+
+    WandbLogger("offline", "rigl-repro", None, {"seed": 1}, tmp_path / "plain")  # outside a sweep: as before
+    assert (started["name"], started["group"], started["job_type"]) == ("plain", None, None)

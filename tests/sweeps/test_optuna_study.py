@@ -229,12 +229,20 @@ def test_a_trial_killed_right_after_ask_goes_stale_and_is_queued_again(tmp_path)
      ("hydra.sweeper.grace_period=1", "hydra.sweeper.grace_period=1 is invalid; expected an integer >= 2"),
      ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up' is not known"),
      ("hydra.sweeper.max_failure_rate=2", "hydra.sweeper.max_failure_rate=2 is out of range"),
-     ("torchrun", "an Optuna sweep cannot be started by 2 processes (torchrun)")],
+     ("torchrun", "an Optuna sweep cannot be started by 2 processes (torchrun)"),
+     ("+hydra.sweeper.sampler.no_such_option=1",
+      "hydra.sweeper.sampler.no_such_option: TPESampler takes no option 'no_such_option'; its options are"),
+     ("hydra/sweeper/pruner=no_such", "Could not find 'hydra/sweeper/pruner/no_such'; choose one of: hyperband,"),
+     ("hydra.sweeper.objectives=[test_acc]", "test_acc cannot be an objective: choosing trials by it tunes on"),
+     ("+hydra.sweeper.search_space={}", "hydra.sweeper.search_space is not an option of the Optuna sweeper; the "
+                                        "search space is hydra.sweeper.params")],
 )  # fmt: skip
 def test_a_bad_sweeper_option_is_one_line_before_any_trial(tmp_path, option, message):
     environment = {**os.environ, "RANK": "0", "WORLD_SIZE": "2"} if option == "torchrun" else None
     result = subprocess.run(sweep_command(tmp_path, *([] if option == "torchrun" else [option])), cwd=tmp_path,
                             capture_output=True, text=True, timeout=300, env=environment)  # fmt: skip
     output = result.stdout + result.stderr
-    assert result.returncode == 2 and message in output and "Traceback" not in output
+    assert result.returncode == 2 and message in output and "Traceback" not in output, output
+    assert [line for line in output.splitlines() if "error" in line] == [line for line in output.splitlines()
+                                                                        if message in line]  # one line  # fmt: skip
     assert not (tmp_path / "optuna.db").exists()

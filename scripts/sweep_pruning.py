@@ -1,0 +1,591 @@
+"""What pruning saves on the Table-4 (alpha, delta_t) sweep, and whether it still finds the same best pair.
+
+    python scripts/sweep_pruning.py                                  # 20 trials, median pruner, scale=smoke
+    python scripts/sweep_pruning.py --trials 30 --pruner percentile --pruner-options percentile=50 n_startup_trials=5
+    python scripts/sweep_pruning.py --json sweep_pruning.json --fresh
+    python scripts/sweep_pruning.py --extra variant=rigl_erk        # more overrides for both sweeps
+
+Runs ``main.py -m experiment=sweep_alpha_dt scale=<scale> masking.density=<density> sweep_trials=<trials>``
+twice, one after the other, from the repository root: once unpruned (``hydra/sweeper/pruner=none``) and once
+with ``hydra/sweeper/pruner=<pruner>`` and ``hydra.sweeper.pruner.<k>=<v>`` for every ``--pruner-options``.
+Both use the same TPE seed, so their first proposals are the same; each has its own ``output_root`` under
+``--root`` (``unpruned/`` and ``pruned-<pruner>[-<options>]/``), so neither reuses the other's runs. Each sweep
+is timed (wall-clock); then both studies are read from their SQLite storages and the script prints:
+
+- trials complete / pruned (/ failed);
+- epochs trained: a complete trial trains ``len(trial_seeds) * train.epochs`` run-epochs, a pruned one as many
+  as it reported steps (its last step + 1: step ``seed_index * epochs + epoch``), and the fraction saved;
+- each sweep's wall-clock;
+- each best trial's (alpha, delta_t) and value, whether the pair is the same, and where the unpruned sweep's best
+  trial ranks among the pruned sweep's complete trials (by its parameters when the pruned sweep proposed them
+  too, and by its value);
+- at which steps the pruned trials stopped, and how the pruned trials that the unpruned sweep ran to the end
+  (same parameters) ended there: a pruner that stops future winners shows up here.
+
+A re-run resumes or reuses both sweeps (their studies and run folders); a folder made by another command (other
+overrides) is refused, and ``--fresh`` deletes the two folders of this command first (only those). The
+wall-clock of a sweep is recorded in its folder, so a re-run that has nothing to train still reports it. At
+scale=smoke each sweep takes about 1-2 s per trial on 2 CPU cores; many trials reach the same validation
+accuracy there, so ties are reported as such. Errors are one line on stderr (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from anywhere without installing
+
+MANIFEST = "sweep_pruning.json"  # in each sweep's folder: the command that made it and its recorded wall-clock
+STDOUT_LOG, STDERR_LOG = "sweep.log", "sweep.stderr.log"
+DEFAULT_PRUNER_OPTIONS = ("n_startup_trials=5",)
+# Overrides the script sets itself: passed through --extra they would make the two sweeps differ, or put a
+# study where the script does not read it.
+MANAGED = ("output_root", "sweep_trials", "experiment", "scale", "masking.density", "hydra/sweeper/pruner",
+           "hydra.sweeper.pruner", "hydra.sweeper.storage", "hydra.sweeper.n_trials")  # fmt: skip
+
+
+class Failure(Exception):
+    """An expected failure: its message is printed as one line and the script exits 2."""
+
+
+@dataclass
+class SweepSpec:
+    """One of the two sweeps: its label, folder (its output_root) and the overrides main.py gets after ``-m``."""
+
+    label: str
+    folder: Path
+    overrides: list[str]
+
+    @property
+    def identity(self) -> list[str]:
+        """The overrides that define the sweep's trials: a folder holding another identity is refused. The
+        folder and the number of trials are left out (a re-run may ask for more trials of the same sweep)."""
+        return [item for item in self.overrides if not item.startswith(("output_root=", "sweep_trials="))]
+
+
+@dataclass
+class StudyFacts:
+    """What the script needs from a stored study (read after its sweep)."""
+
+    name: str
+    maximize: bool
+    complete: list[Any]  # optuna FrozenTrial, typed loosely so that optuna is imported only when needed
+    pruned: list[Any]
+    failed: list[Any]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Compute saved by pruning the sweep_alpha_dt Optuna sweep, and whether it finds the same best "
+        "(alpha, delta_t) as the unpruned sweep.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--trials", type=int, default=20, help="trials of each sweep (sweep_trials)")
+    parser.add_argument("--pruner", default="median", help="a pruner of conf/hydra/sweeper/pruner")
+    parser.add_argument("--pruner-options", nargs="*", default=list(DEFAULT_PRUNER_OPTIONS), metavar="K=V",
+                        help="passed as hydra.sweeper.pruner.K=V (give none to keep the pruner's own defaults)")
+    parser.add_argument("--density", default="0.2", help="masking.density")
+    parser.add_argument("--scale", default="smoke", help="scale=... (smoke | paper)")
+    parser.add_argument("--root", type=Path, default=Path("outputs/sweep_pruning"),
+                        help="folder of the two sweeps' output_root folders (relative to the current folder)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the figures as JSON")
+    parser.add_argument("--extra", nargs="*", action="extend", default=[], metavar="OVERRIDE",
+                        help="more overrides for both sweeps, e.g. variant=rigl_erk")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete this command's two sweep folders under --root first")
+    return parser.parse_args(argv)
+
+
+def pruner_names() -> list[str]:
+    return sorted(path.stem for path in (REPO / "conf" / "hydra" / "sweeper" / "pruner").glob("*.yaml"))
+
+
+def option_pairs(options: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for option in options:
+        key, equals, value = option.partition("=")
+        if not equals or not key or "." in key or "/" in key:
+            raise Failure(f"--pruner-options {option!r}: expected K=V, e.g. n_startup_trials=5 (passed as "
+                          "hydra.sweeper.pruner.K=V)")  # fmt: skip
+        pairs.append((key, value))
+    return pairs
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if args.trials < 1:
+        raise Failure(f"--trials {args.trials}: expected at least 1")
+    names = pruner_names()
+    if args.pruner == "none":
+        raise Failure("--pruner none: the pruned sweep would be the unpruned one; choose one of "
+                      + ", ".join(name for name in names if name != "none"))  # fmt: skip
+    if args.pruner not in names:
+        raise Failure(f"--pruner {args.pruner}: choose one of {', '.join(name for name in names if name != 'none')}")
+    for item in args.extra:
+        key = item.lstrip("+~").partition("=")[0]
+        if item.startswith("-"):
+            raise Failure(f"--extra {item}: expected key=value overrides (main.py's flags are the script's to set)")
+        if any(key == managed or key.startswith(f"{managed}.") for managed in MANAGED):
+            raise Failure(f"--extra {item}: {key} is set by the script (see --trials, --pruner, --pruner-options, "
+                          "--density, --scale, --root)")  # fmt: skip
+
+
+def slug(pruner: str, options: Sequence[tuple[str, str]]) -> str:
+    """The pruned sweep's folder name: every setting gets its own folder, so trying several pruner settings
+    under one --root never resumes another setting's study (they share the unpruned baseline)."""
+    from rigl_repro.config import folder_name
+
+    parts = ["pruned", pruner]
+    if options:
+        parts.append(",".join(f"{key}={value}" for key, value in options))
+    return folder_name("-".join(parts))
+
+
+def sweep_specs(args: argparse.Namespace, root: Path) -> tuple[SweepSpec, SweepSpec]:
+    common = ["experiment=sweep_alpha_dt", f"scale={args.scale}", f"masking.density={args.density}",
+              f"sweep_trials={args.trials}", *args.extra]  # fmt: skip
+    options = option_pairs(args.pruner_options)
+    unpruned_folder = root / "unpruned"
+    pruned_folder = root / slug(args.pruner, options)
+    unpruned = SweepSpec("unpruned", unpruned_folder,
+                         [*common, f"output_root={unpruned_folder}", "hydra/sweeper/pruner=none"])  # fmt: skip
+    label = args.pruner + (f" ({', '.join(f'{k}={v}' for k, v in options)})" if options else "")
+    pruned = SweepSpec(label, pruned_folder, [
+        *common, f"output_root={pruned_folder}", f"hydra/sweeper/pruner={args.pruner}",
+        *(f"hydra.sweeper.pruner.{key}={value}" for key, value in options),
+    ])  # fmt: skip
+    return unpruned, pruned
+
+
+def composed(spec: SweepSpec) -> Any:
+    """The sweep's config as main.py composes it (with its hydra node): refused in one line, before anything
+    runs, when main.py would refuse the command."""
+    from hydra.errors import HydraException
+
+    from rigl_repro.config import check_command_line, compose_config, composition_error
+
+    problem = check_command_line(["-m", *spec.overrides])
+    if problem:
+        raise Failure(f"{spec.label} sweep: {problem}")
+    try:
+        return compose_config(spec.overrides, with_hydra=True)
+    except HydraException as error:
+        raise Failure(f"{spec.label} sweep: {composition_error(error)}") from None
+
+
+def run_epochs(cfg: Any) -> tuple[int, int]:
+    """(seeds, epochs) of one trial: a trial trains every seed of trial_seeds (one seed without it)."""
+    seeds = cfg.trial_seeds
+    return (1 if seeds is None else len(seeds)), int(cfg.train.epochs)
+
+
+def study_location(cfg: Any, spec: SweepSpec) -> tuple[str, Path]:
+    from rigl_repro.sweeps.storage import sqlite_path
+
+    url = str(cfg.hydra.sweeper.storage)
+    database = sqlite_path(url)
+    if database is None:
+        raise Failure(f"{spec.label} sweep: its storage {url} is not an SQLite database; the script reads SQLite only")
+    return str(cfg.hydra.sweeper.study_name), database
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise Failure(f"{path} cannot be read ({error}); pass --fresh to start this sweep again") from None
+    if not isinstance(data, dict):
+        raise Failure(f"{path} is not this script's record; pass --fresh to start this sweep again")
+    return data
+
+
+def write_manifest(folder: Path, data: dict[str, Any]) -> None:
+    from rigl_repro.results import OutputError, atomic_write_json
+
+    try:
+        atomic_write_json(folder / MANIFEST, data)
+    except OutputError as error:
+        raise Failure(str(error)) from None
+
+
+def is_ours(folder: Path) -> bool:
+    """Whether ``folder`` holds one of this script's sweeps (or an empty start of one): only those are deleted."""
+    return (folder / MANIFEST).exists() or (folder / "optuna.db").exists() or not any(folder.iterdir())
+
+
+def clear(spec: SweepSpec) -> None:
+    if not spec.folder.exists():
+        return
+    if not spec.folder.is_dir() or not is_ours(spec.folder):
+        raise Failure(f"--fresh: {spec.folder} holds no sweep of this script ({MANIFEST} or optuna.db); not "
+                      "deleting it: choose another --root")  # fmt: skip
+    try:
+        shutil.rmtree(spec.folder)
+    except OSError as error:
+        raise Failure(f"--fresh: cannot delete {spec.folder} ({error.strerror or error})") from None
+
+
+def prepare(spec: SweepSpec, trials: int) -> dict[str, Any]:
+    """The folder's record, checked against this command: a folder of another command would resume the wrong
+    study (or be refused by the sweeper in a less telling line)."""
+    manifest = read_manifest(spec.folder)
+    if manifest is None:
+        if spec.folder.exists() and not is_ours(spec.folder):
+            raise Failure(f"{spec.folder} exists and holds no sweep of this script; choose another --root")
+        return {"command": spec.identity, "trials": trials, "wall_s": 0.0, "timed_trials": 0, "timing_partial": False}
+    if manifest.get("command") != spec.identity:
+        stored, asked = set(manifest.get("command") or ()), set(spec.identity)
+        differs = sorted((stored ^ asked)) or ["the order of the overrides"]
+        raise Failure(f"{spec.folder} holds a sweep of another command (differs in: {', '.join(differs)}); pass "
+                      "--fresh to replace it, or choose another --root")  # fmt: skip
+    if int(manifest.get("trials", 0)) > trials:
+        raise Failure(f"{spec.folder} holds a sweep of {manifest['trials']} trials; pass --trials "
+                      f"{manifest['trials']} to read it, or --fresh to run {trials}")  # fmt: skip
+    return manifest
+
+
+def load(name: str, database: Path) -> StudyFacts | None:
+    """The stored study, or None if the database holds none of that name (a sweep that never started)."""
+    if not database.exists():
+        return None
+    import optuna
+    from optuna.trial import TrialState
+
+    from rigl_repro.sweeps.optuna_study import finished_trials
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{database}")
+    except KeyError:
+        return None
+    except Exception as error:  # a locked or damaged database: one line, not SQLAlchemy's traceback
+        raise Failure(f"{database}: study {name} cannot be read ({str(error).splitlines()[0]})") from None
+    if len(study.directions) != 1:
+        raise Failure(f"{database}: study {name} has {len(study.directions)} objectives; pruning takes one")
+    # The sweeper's own count: complete, pruned, and failed by their own run (not the stale copies it queued again).
+    finished = finished_trials(study.get_trials(deepcopy=False))
+    return StudyFacts(
+        name=name,
+        maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,
+        complete=[t for t in finished if t.state == TrialState.COMPLETE],
+        pruned=[t for t in finished if t.state == TrialState.PRUNED],
+        failed=[t for t in finished if t.state == TrialState.FAIL],
+    )
+
+
+def finished_count(facts: StudyFacts | None) -> int:
+    return 0 if facts is None else len(facts.complete) + len(facts.pruned) + len(facts.failed)
+
+
+def failure_line(stdout_lines: Sequence[str], stderr_path: Path) -> str:
+    """The line that says why a sweep failed: Hydra logs to stdout, so the last ERROR record there; else the
+    last line of stderr (a traceback's last line, or main.py's own refusal); else stdout's last line."""
+    marker = "][ERROR] - "
+    errors = [line.split(marker, 1)[1] for line in stdout_lines if marker in line]
+    if errors:
+        return errors[-1].strip()
+    try:
+        stderr = [line.strip() for line in stderr_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        stderr = []
+    if stderr:
+        return stderr[-1]
+    shown = [line.strip() for line in stdout_lines if line.strip()]
+    return shown[-1] if shown else "no output"
+
+
+def progress_line(line: str) -> str | None:
+    """A trial's result as the sweeper logs it, without the log prefix; None for every other line."""
+    marker = "[HYDRA] "
+    if marker not in line:
+        return None
+    text = line.split(marker, 1)[1].strip()
+    return text if text.startswith("trial ") else None
+
+
+def run_sweep(spec: SweepSpec) -> float:
+    """Run the sweep to its end from the repository root; returns its wall-clock in seconds. Its output goes to
+    the folder's logs; the trials' results are echoed as they finish."""
+    spec.folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "main.py", "-m", *spec.overrides]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}  # so the trials' lines arrive as they are logged
+    stdout_path, stderr_path = spec.folder / STDOUT_LOG, spec.folder / STDERR_LOG
+    lines: list[str] = []
+    start = time.perf_counter()
+    with open(stdout_path, "w") as stdout_log, open(stderr_path, "w") as stderr_log:
+        process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=stderr_log,
+                                   text=True, errors="replace")  # fmt: skip
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                stdout_log.write(line)
+                lines.append(line)
+                shown = progress_line(line)
+                if shown:
+                    print(f"  {spec.label}: {shown}", flush=True)
+            code = process.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the sweep too (same process group): give it time to checkpoint, then end it.
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            raise
+    elapsed = time.perf_counter() - start
+    if code != 0:
+        raise Failure(f"the {spec.label} sweep exited with code {code}: {failure_line(lines, stderr_path)} "
+                      f"(logs: {stdout_path}, {stderr_path})")  # fmt: skip
+    return elapsed
+
+
+def sweep(spec: SweepSpec, cfg: Any, trials: int) -> tuple[StudyFacts, dict[str, Any]]:
+    """Run (or resume) one sweep (``cfg``: its composed config) and read its study: (study, folder record)."""
+    name, database = study_location(cfg, spec)
+    manifest = prepare(spec, trials)
+    before = finished_count(load(name, database))
+    if before != int(manifest.get("timed_trials", 0)):
+        # Trials finished by a sweep this script did not time (killed, or run by hand): its wall-clock is partial.
+        manifest["timing_partial"] = True
+    print(f"{spec.label} sweep: {trials} trials in {spec.folder}"
+          + (f" ({before} finished before)" if before else ""), flush=True)  # fmt: skip
+    elapsed = run_sweep(spec)
+    facts = load(name, database)
+    if facts is None:
+        raise Failure(f"the {spec.label} sweep left no study {name} in {database} (logs: {spec.folder / STDOUT_LOG})")
+    after = finished_count(facts)
+    trained = after > before
+    if trained:  # a run with nothing left to train only reads the study: its seconds are not the sweep's
+        manifest["wall_s"] = float(manifest.get("wall_s", 0.0)) + elapsed
+    manifest.update(timed_trials=after, trials=trials, command=spec.identity)
+    write_manifest(spec.folder, manifest)
+    print(f"{spec.label} sweep: {'done in %.1f s' % elapsed if trained else 'nothing left to train (reused)'}",
+          flush=True)  # fmt: skip
+    if not facts.complete:
+        raise Failure(f"no trial of the {spec.label} sweep completed ({len(facts.pruned)} pruned, {len(facts.failed)} "
+                      f"failed); see {spec.folder / STDOUT_LOG}")  # fmt: skip
+    return facts, manifest
+
+
+def same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def same_params(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(same_value(a[key], b[key]) for key in a)
+
+
+def rank_of(value: float, trials: Sequence[Any], maximize: bool) -> tuple[int, int]:
+    """(rank, ties): 1 + the trials strictly better than ``value``, and how many trials have it exactly."""
+    better = sum((t.value > value) if maximize else (t.value < value) for t in trials if not same_value(t.value, value))
+    return 1 + better, sum(same_value(t.value, value) for t in trials)
+
+
+def best_of(facts: StudyFacts) -> Any:
+    """Optuna's best trial (the first of the best value, by number), computed from the trials read."""
+    best_value = (max if facts.maximize else min)(t.value for t in facts.complete)
+    return min((t for t in facts.complete if same_value(t.value, best_value)), key=lambda t: t.number)
+
+
+def trial_epochs(trial: Any, per_trial: int) -> int:
+    """Run-epochs a trial trained: all of them when it completed, else one per step it reported."""
+    if trial.state.name == "COMPLETE":
+        return per_trial
+    return 0 if trial.last_step is None else int(trial.last_step) + 1
+
+
+def shown_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{key.removeprefix('masking.')}={value:.4g}" if isinstance(value, float)
+                     else f"{key.removeprefix('masking.')}={value}" for key, value in params.items())  # fmt: skip
+
+
+def sweep_figures(facts: StudyFacts, manifest: dict[str, Any], per_trial: int) -> dict[str, Any]:
+    best = best_of(facts)
+    trials = [*facts.complete, *facts.pruned]
+    return {
+        "study": facts.name,
+        "complete": len(facts.complete),
+        "pruned": len(facts.pruned),
+        "failed": len(facts.failed),
+        "epochs_trained": sum(trial_epochs(t, per_trial) for t in trials),
+        "epochs_if_unpruned": per_trial * len(trials),
+        "wall_s": round(float(manifest.get("wall_s", 0.0)), 2),
+        "wall_s_partial": bool(manifest.get("timing_partial", False)),
+        "best_trial": best.number,
+        "best_params": dict(best.params),
+        "best_value": best.value,
+        "best_value_ties": rank_of(best.value, facts.complete, facts.maximize)[1],
+        # Steps at which pruned trials stopped: with trial_seeds, seed k's epoch e is step k * epochs + e.
+        "pruned_at_step": dict(sorted(Counter(int(t.last_step) for t in facts.pruned if t.last_step is not None)
+                                      .items())),  # fmt: skip
+    }
+
+
+def compare(unpruned: StudyFacts, pruned: StudyFacts, per_trial: int) -> dict[str, Any]:
+    """How the pruned sweep's outcome relates to the unpruned one's."""
+    reference, found = best_of(unpruned), best_of(pruned)
+    value_rank, value_ties = rank_of(reference.value, pruned.complete, pruned.maximize)
+    match = next((t for t in [*pruned.complete, *pruned.pruned] if same_params(t.params, reference.params)), None)
+    by_params: dict[str, Any] = {"state": "not proposed"}
+    if match is not None and match.state.name == "COMPLETE":
+        rank, ties = rank_of(match.value, pruned.complete, pruned.maximize)
+        by_params = {"state": "complete", "trial": match.number, "value": match.value, "rank": rank, "ties": ties}
+    elif match is not None:
+        by_params = {"state": "pruned", "trial": match.number, "step": match.last_step}
+    # The pruned sweep's pruned trials that the unpruned sweep also proposed ran to the end there: their final
+    # values say whether the pruner stopped trials that would have ended well.
+    stopped = []
+    for trial in pruned.pruned:
+        twin = next((t for t in unpruned.complete if same_params(t.params, trial.params)), None)
+        if twin is not None:
+            rank, _ = rank_of(twin.value, unpruned.complete, unpruned.maximize)
+            stopped.append({"trial": trial.number, "step": trial.last_step, "final_value_unpruned": twin.value,
+                            "rank_in_unpruned": rank})  # fmt: skip
+    shared = sum(any(same_params(t.params, u.params) for u in [*unpruned.complete, *unpruned.pruned])
+                 for t in [*pruned.complete, *pruned.pruned])  # fmt: skip
+    unpruned_epochs = sum(trial_epochs(t, per_trial) for t in [*unpruned.complete, *unpruned.pruned])
+    pruned_epochs = sum(trial_epochs(t, per_trial) for t in [*pruned.complete, *pruned.pruned])
+    best_value_pruned_ties = [t for t in pruned.complete if same_value(t.value, found.value)]
+    return {
+        "epochs_saved": unpruned_epochs - pruned_epochs,
+        "epochs_saved_fraction": (unpruned_epochs - pruned_epochs) / unpruned_epochs if unpruned_epochs else None,
+        "same_best_pair": same_params(reference.params, found.params),
+        "same_best_value": same_value(reference.value, found.value),
+        "best_value_difference": found.value - reference.value,
+        # With ties at the best value, Optuna's best is the first of them: the pair may differ by numbering alone.
+        "unpruned_best_among_pruned_ties": any(same_params(t.params, reference.params) for t in best_value_pruned_ties),
+        "unpruned_best_in_pruned_sweep": by_params,
+        "unpruned_best_value_rank": {"rank": value_rank, "ties": value_ties, "of": len(pruned.complete)},
+        "trials_proposed_by_both": shared,
+        "pruned_trials_run_to_end_unpruned": stopped,
+    }
+
+
+def seconds(figures: dict[str, Any]) -> str:
+    return f"{figures['wall_s']:.1f} s" + (" (partial)" if figures["wall_s_partial"] else "")
+
+
+def table(report: dict[str, Any]) -> str:
+    """The figures as a two-column table (unpruned | pruned) and the comparison under it."""
+    left, right, versus = report["unpruned"], report["pruned"], report["comparison"]
+    best_left, best_right = left["best_value"], right["best_value"]
+    rows = [
+        ("", "unpruned", report["pruner_label"]),
+        ("trials complete / pruned", f"{left['complete']} / {left['pruned']}", f"{right['complete']} / {right['pruned']}"),
+        ("epochs trained", f"{left['epochs_trained']}", f"{right['epochs_trained']} of {right['epochs_if_unpruned']}"),
+        ("wall-clock", seconds(left), seconds(right)),
+        ("best trial", f"#{left['best_trial']}", f"#{right['best_trial']}"),
+        ("best (alpha, delta_t)", shown_params(left["best_params"]), shown_params(right["best_params"])),
+        ("best value", f"{best_left:.4f} ({left['best_value_ties']} tied)", f"{best_right:.4f} ({right['best_value_ties']} tied)"),
+    ]  # fmt: skip
+    if left["failed"] or right["failed"]:
+        rows.insert(2, ("trials failed", str(left["failed"]), str(right["failed"])))
+    width = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = [f"{row[0]:<{width[0]}}  {row[1]:<{width[1]}}  {row[2]}" for row in rows]
+    fraction = versus["epochs_saved_fraction"]
+    if versus["same_best_pair"]:
+        same = "yes"
+    else:
+        difference = "the same" if versus["same_best_value"] else f"{versus['best_value_difference']:+.4f}"
+        tied = "; the unpruned best is among the pruned sweep's tied best" if versus["unpruned_best_among_pruned_ties"] else ""
+        same = f"no (best value {difference}{tied})"
+    found = versus["unpruned_best_in_pruned_sweep"]
+    if found["state"] == "complete":
+        where = f"trial #{found['trial']}, complete, rank {found['rank']} of {right['complete']} ({found['ties']} tied)"
+    elif found["state"] == "pruned":
+        where = f"trial #{found['trial']}, pruned at step {found['step']}"
+    else:
+        where = "not proposed by the pruned sweep"
+    by_value = versus["unpruned_best_value_rank"]
+    wall_left, wall_right = left["wall_s"], right["wall_s"]
+    lines += [
+        "",
+        f"epochs saved: {versus['epochs_saved']} ({'-' if fraction is None else f'{100 * fraction:.1f}%'})"
+        + (f"; wall-clock saved: {100 * (1 - wall_right / wall_left):.1f}%" if wall_left > 0 else ""),
+        f"same best pair: {same}",
+        f"unpruned best in the pruned sweep: {where}; its value ranks {by_value['rank']} of {by_value['of']} "
+        f"complete trials ({by_value['ties']} with that value)",
+        f"pruned at step (step: trials): {right['pruned_at_step'] or 'none'}; trials proposed by both sweeps: "
+        f"{versus['trials_proposed_by_both']}",
+    ]  # fmt: skip
+    stopped = versus["pruned_trials_run_to_end_unpruned"]
+    if stopped:
+        finals = ", ".join(f"#{s['trial']}@{s['step']}->{s['final_value_unpruned']:.4f} (rank {s['rank_in_unpruned']})"
+                           for s in stopped)  # fmt: skip
+        lines.append(f"pruned trials the unpruned sweep ran to the end (trial@step -> final value there): {finals}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    from rigl_repro.results import OutputError, atomic_write_json
+
+    try:
+        atomic_write_json(path, report)
+    except OutputError as error:
+        raise Failure(str(error)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    check_args(args)
+    root = args.root.expanduser().resolve()  # the sweeps run from the repository root: give them absolute paths
+    unpruned, pruned = sweep_specs(args, root)
+    configs = [composed(spec) for spec in (unpruned, pruned)]  # both commands checked before either trains
+    if args.fresh:
+        for spec in (unpruned, pruned):
+            clear(spec)
+    unpruned_facts, unpruned_manifest = sweep(unpruned, configs[0], args.trials)
+    pruned_facts, pruned_manifest = sweep(pruned, configs[1], args.trials)
+    seeds, epochs = run_epochs(configs[0])
+    per_trial = seeds * epochs
+    report: dict[str, Any] = {
+        "command": {"trials": args.trials, "pruner": args.pruner, "pruner_options": list(args.pruner_options),
+                    "density": args.density, "scale": args.scale, "extra": list(args.extra), "root": str(root)},
+        "pruner_label": pruned.label,
+        "seeds_per_trial": seeds,
+        "epochs_per_seed": epochs,
+        "folders": {"unpruned": str(unpruned.folder), "pruned": str(pruned.folder)},
+        "unpruned": sweep_figures(unpruned_facts, unpruned_manifest, per_trial),
+        "pruned": sweep_figures(pruned_facts, pruned_manifest, per_trial),
+        "comparison": compare(unpruned_facts, pruned_facts, per_trial),
+    }  # fmt: skip
+    # A complete trial should have reported every step: if not, its epochs were not all validated or reported.
+    short = [t.number for facts in (unpruned_facts, pruned_facts) for t in facts.complete
+             if t.last_step is None or t.last_step + 1 != per_trial]  # fmt: skip
+    report["complete_trials_with_missing_steps"] = short
+    print()
+    print(table(report))
+    if short:
+        print(f"note: complete trial(s) {short} reported fewer than {per_trial} steps")
+    if args.json is not None:
+        write_json(args.json, report)
+        print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Failure as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; the same command resumes both sweeps", file=sys.stderr)
+        sys.exit(130)

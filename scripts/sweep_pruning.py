@@ -7,7 +7,8 @@
 
 Runs ``main.py -m experiment=sweep_alpha_dt scale=<scale> masking.density=<density> sweep_trials=<trials>``
 twice, one after the other, from the repository root: once unpruned (``hydra/sweeper/pruner=none``) and once
-with ``hydra/sweeper/pruner=<pruner>`` and ``hydra.sweeper.pruner.<k>=<v>`` for every ``--pruner-options``.
+with ``hydra/sweeper/pruner=<pruner>`` and ``hydra.sweeper.pruner.<k>=<v>`` for every ``--pruner-options``
+(both with ``logger.mode=disabled``, which ``--extra logger.mode=online`` overrides).
 Both use the same TPE seed, so their first proposals are the same; each has its own ``output_root`` under
 ``--root`` (``unpruned/`` and ``pruned-<pruner>[-<options>]/``), so neither reuses the other's runs. Each sweep
 is timed (wall-clock); then both studies are read from their SQLite storages and the script prints:
@@ -35,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,19 +145,18 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def slug(pruner: str, options: Sequence[tuple[str, str]]) -> str:
-    """The pruned sweep's folder name: every setting gets its own folder, so trying several pruner settings
-    under one --root never resumes another setting's study (they share the unpruned baseline)."""
+    """The pruned sweep's folder name, e.g. pruned-median-n_startup_trials_5: every setting gets its own folder,
+    so trying several pruner settings under one --root never resumes another setting's study (they share the
+    unpruned baseline). Plain characters only: the folder becomes an override's value and an SQLite URL."""
     from rigl_repro.config import folder_name
 
-    parts = ["pruned", pruner]
-    if options:
-        parts.append(",".join(f"{key}={value}" for key, value in options))
-    return folder_name("-".join(parts))
+    parts = ["pruned", pruner, *(f"{key}_{value}" for key, value in options)]
+    return folder_name(re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts)))
 
 
 def sweep_specs(args: argparse.Namespace, root: Path) -> tuple[SweepSpec, SweepSpec]:
     common = ["experiment=sweep_alpha_dt", f"scale={args.scale}", f"masking.density={args.density}",
-              f"sweep_trials={args.trials}", *args.extra]  # fmt: skip
+              f"sweep_trials={args.trials}", "logger.mode=disabled", *args.extra]  # fmt: skip
     options = option_pairs(args.pruner_options)
     unpruned_folder = root / "unpruned"
     pruned_folder = root / slug(args.pruner, options)
@@ -250,7 +251,7 @@ def prepare(spec: SweepSpec, trials: int) -> dict[str, Any]:
         return {"command": spec.identity, "trials": trials, "wall_s": 0.0, "timed_trials": 0, "timing_partial": False}
     if manifest.get("command") != spec.identity:
         stored, asked = set(manifest.get("command") or ()), set(spec.identity)
-        differs = sorted((stored ^ asked)) or ["the order of the overrides"]
+        differs = sorted(stored ^ asked) or ["the order of the overrides"]
         raise Failure(f"{spec.folder} holds a sweep of another command (differs in: {', '.join(differs)}); pass "
                       "--fresh to replace it, or choose another --root")  # fmt: skip
     if int(manifest.get("trials", 0)) > trials:
@@ -269,11 +270,13 @@ def load(name: str, database: Path) -> StudyFacts | None:
     from rigl_repro.sweeps.optuna_study import finished_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         study = optuna.load_study(study_name=name, storage=f"sqlite:///{database}")
     except KeyError:
         return None
-    except Exception as error:  # a locked or damaged database: one line, not SQLAlchemy's traceback
+    except (SQLAlchemyError, RuntimeError, ValueError) as error:  # locked or damaged: one line, not a traceback
         raise Failure(f"{database}: study {name} cannot be read ({str(error).splitlines()[0]})") from None
     if len(study.directions) != 1:
         raise Failure(f"{database}: study {name} has {len(study.directions)} objectives; pruning takes one")
@@ -374,7 +377,7 @@ def sweep(spec: SweepSpec, cfg: Any, trials: int) -> tuple[StudyFacts, dict[str,
         manifest["wall_s"] = float(manifest.get("wall_s", 0.0)) + elapsed
     manifest.update(timed_trials=after, trials=trials, command=spec.identity)
     write_manifest(spec.folder, manifest)
-    print(f"{spec.label} sweep: {'done in %.1f s' % elapsed if trained else 'nothing left to train (reused)'}",
+    print(f"{spec.label} sweep: " + (f"done in {elapsed:.1f} s" if trained else "nothing left to train (reused)"),
           flush=True)  # fmt: skip
     if not facts.complete:
         raise Failure(f"no trial of the {spec.label} sweep completed ({len(facts.pruned)} pruned, {len(facts.failed)} "
@@ -419,6 +422,7 @@ def shown_params(params: dict[str, Any]) -> str:
 def sweep_figures(facts: StudyFacts, manifest: dict[str, Any], per_trial: int) -> dict[str, Any]:
     best = best_of(facts)
     trials = [*facts.complete, *facts.pruned]
+    stopped_at = Counter(int(t.last_step) for t in facts.pruned if t.last_step is not None)
     return {
         "study": facts.name,
         "complete": len(facts.complete),
@@ -433,8 +437,7 @@ def sweep_figures(facts: StudyFacts, manifest: dict[str, Any], per_trial: int) -
         "best_value": best.value,
         "best_value_ties": rank_of(best.value, facts.complete, facts.maximize)[1],
         # Steps at which pruned trials stopped: with trial_seeds, seed k's epoch e is step k * epochs + e.
-        "pruned_at_step": dict(sorted(Counter(int(t.last_step) for t in facts.pruned if t.last_step is not None)
-                                      .items())),  # fmt: skip
+        "pruned_at_step": dict(sorted(stopped_at.items())),
     }
 
 
@@ -485,16 +488,15 @@ def seconds(figures: dict[str, Any]) -> str:
 def table(report: dict[str, Any]) -> str:
     """The figures as a two-column table (unpruned | pruned) and the comparison under it."""
     left, right, versus = report["unpruned"], report["pruned"], report["comparison"]
-    best_left, best_right = left["best_value"], right["best_value"]
     rows = [
         ("", "unpruned", report["pruner_label"]),
-        ("trials complete / pruned", f"{left['complete']} / {left['pruned']}", f"{right['complete']} / {right['pruned']}"),
+        ("trials complete / pruned", *(f"{side['complete']} / {side['pruned']}" for side in (left, right))),
         ("epochs trained", f"{left['epochs_trained']}", f"{right['epochs_trained']} of {right['epochs_if_unpruned']}"),
         ("wall-clock", seconds(left), seconds(right)),
         ("best trial", f"#{left['best_trial']}", f"#{right['best_trial']}"),
         ("best (alpha, delta_t)", shown_params(left["best_params"]), shown_params(right["best_params"])),
-        ("best value", f"{best_left:.4f} ({left['best_value_ties']} tied)", f"{best_right:.4f} ({right['best_value_ties']} tied)"),
-    ]  # fmt: skip
+        ("best value", *(f"{side['best_value']:.4f} ({side['best_value_ties']} tied)" for side in (left, right))),
+    ]
     if left["failed"] or right["failed"]:
         rows.insert(2, ("trials failed", str(left["failed"]), str(right["failed"])))
     width = [max(len(row[column]) for row in rows) for column in range(3)]
@@ -504,7 +506,8 @@ def table(report: dict[str, Any]) -> str:
         same = "yes"
     else:
         difference = "the same" if versus["same_best_value"] else f"{versus['best_value_difference']:+.4f}"
-        tied = "; the unpruned best is among the pruned sweep's tied best" if versus["unpruned_best_among_pruned_ties"] else ""
+        among = versus["unpruned_best_among_pruned_ties"]
+        tied = "; the unpruned best is among the pruned sweep's tied best" if among else ""
         same = f"no (best value {difference}{tied})"
     found = versus["unpruned_best_in_pruned_sweep"]
     if found["state"] == "complete":
@@ -514,17 +517,16 @@ def table(report: dict[str, Any]) -> str:
     else:
         where = "not proposed by the pruned sweep"
     by_value = versus["unpruned_best_value_rank"]
-    wall_left, wall_right = left["wall_s"], right["wall_s"]
-    lines += [
-        "",
-        f"epochs saved: {versus['epochs_saved']} ({'-' if fraction is None else f'{100 * fraction:.1f}%'})"
-        + (f"; wall-clock saved: {100 * (1 - wall_right / wall_left):.1f}%" if wall_left > 0 else ""),
-        f"same best pair: {same}",
-        f"unpruned best in the pruned sweep: {where}; its value ranks {by_value['rank']} of {by_value['of']} "
-        f"complete trials ({by_value['ties']} with that value)",
-        f"pruned at step (step: trials): {right['pruned_at_step'] or 'none'}; trials proposed by both sweeps: "
-        f"{versus['trials_proposed_by_both']}",
-    ]  # fmt: skip
+    saved = "-" if fraction is None else f"{100 * fraction:.1f}%"
+    if left["wall_s"] > 0:
+        saved += f"; wall-clock saved: {100 * (1 - right['wall_s'] / left['wall_s']):.1f}%"
+    lines.append("")
+    lines.append(f"epochs saved: {versus['epochs_saved']} ({saved})")
+    lines.append(f"same best pair: {same}")
+    lines.append(f"unpruned best in the pruned sweep: {where}; its value ranks {by_value['rank']} of "
+                 f"{by_value['of']} complete trials ({by_value['ties']} with that value)")  # fmt: skip
+    lines.append(f"pruned at step (step: trials): {right['pruned_at_step'] or 'none'}; trials proposed by both "
+                 f"sweeps: {versus['trials_proposed_by_both']}")  # fmt: skip
     stopped = versus["pruned_trials_run_to_end_unpruned"]
     if stopped:
         finals = ", ".join(f"#{s['trial']}@{s['step']}->{s['final_value_unpruned']:.4f} (rank {s['rank_in_unpruned']})"
@@ -546,6 +548,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     check_args(args)
     root = args.root.expanduser().resolve()  # the sweeps run from the repository root: give them absolute paths
+    if not re.fullmatch(r"[A-Za-z0-9._/-]+", str(root)):
+        # It becomes output_root=... (Hydra's grammar) and sqlite:///... (a URL): plain characters keep both simple.
+        raise Failure(f"--root {root}: use a path of letters, digits and . _ - / only")
     unpruned, pruned = sweep_specs(args, root)
     configs = [composed(spec) for spec in (unpruned, pruned)]  # both commands checked before either trains
     if args.fresh:

@@ -1,4 +1,5 @@
-"""A Hydra sweeper around Optuna's ask-and-tell that resumes a stored study exactly.
+"""A Hydra sweeper around Optuna's ask-and-tell, chosen by ``hydra/sweeper=optuna``, that resumes a stored study
+exactly.
 
 Why not hydra-optuna-sweeper: its last release (1.3) pins optuna < 3, and on a restart it asks ``n_trials``
 more trials, replays its seeded sampler's first proposals and leaves the interrupted trial RUNNING forever.
@@ -8,20 +9,27 @@ Here:
 - Every trial the sweeper asks for records a heartbeat in the storage while it runs. At start-up, RUNNING
   trials whose heartbeat stopped (their sweeper was killed) are failed and queued again with the same
   parameters, so their run folders resume from their checkpoints (or are reused when they had finished).
-- The sampler is seeded per proposal (seed + number of proposals made before), so a resumed sweep proposes
-  what an uninterrupted one would have, and never replays the start-up points. A proposal is complete once
-  its overrides are recorded: a trial whose sweeper died while it was still being proposed (some of its
-  parameters sampled, none run) is not queued again but proposed afresh, with the same seed.
+- The sampler (any of Optuna's, ``rigl_repro.sweeps.algorithms``) is built and seeded per proposal (seed +
+  number of proposals made before), so a resumed sweep proposes what an uninterrupted one would have, and never
+  replays the start-up points. A proposal is complete once its overrides are recorded: a trial whose sweeper
+  died while it was still being proposed (some of its parameters sampled, none run) is not queued again but
+  proposed afresh, with the same seed.
+- A study optimises one or several named numbers of its runs' summaries (``rigl_repro.sweeps.objectives``);
+  with several, the Pareto front is written beside the results file, as a table and a plot.
+- Each job learns its trial through ``rigl_repro.sweeps.trial``: its runs report their validation accuracy
+  after every epoch to the study's storage, and the study's pruner can stop a bad trial (it ends PRUNED).
+- Without a storage the study is in memory, for one sweep.
 
 The search space uses the syntax of Hydra's Optuna sweeper (and the report's code): ``interval(a, b)`` is a
-uniform float (``tag(log, interval(a, b))`` log-uniform; Hydra reads both ends as floats), ``range(a, b,
-step=s)`` the integers a, a + s, ..., b (both ends included, as hydra-optuna-sweeper 1.3 had it),
-``choice(...)`` a categorical; any other value is passed to every trial unchanged. Seeds are never searched
-(``trial_seeds`` gives every trial the same ones, ``rigl_repro.sweeps.seeds``).
+uniform float (``tag(log, interval(a, b))`` log-uniform; Hydra reads both ends as floats, ``int(interval(a,
+b))`` as integers), ``range(a, b, step=s)`` the integers a, a + s, ..., b (both ends included, as
+hydra-optuna-sweeper 1.3 had it), ``choice(...)`` or a comma list a categorical; any other value is passed to
+every trial unchanged; ``custom_search_space`` names a function ``(cfg, trial)`` that suggests more. Seeds are
+never searched (``trial_seeds`` gives every trial the same ones, ``rigl_repro.sweeps.seeds``).
 
-A stored study keeps the direction, search space and fixed overrides it was created for: a command asking for
-others is refused before it touches the study (``rigl_repro.sweeps.agreement``), and so is a storage that is
-not an Optuna one (``rigl_repro.sweeps.storage``).
+A stored study keeps the directions, objectives, search space and fixed overrides it was created for: a command
+asking for others is refused before it touches the study (``rigl_repro.sweeps.agreement``), and so is a storage
+that is not an Optuna one (``rigl_repro.sweeps.storage``).
 """
 
 from __future__ import annotations
@@ -235,6 +243,7 @@ class OptunaStudySweeperBase(Sweeper):
         self.params = dict(params or {})
         self.unknown = dict(unknown)
         self.directions: list[str] = []
+        self.prunes = False
         self.config: DictConfig | None = None
         self.launcher = None
         self.job_idx = 0
@@ -268,7 +277,8 @@ class OptunaStudySweeperBase(Sweeper):
         if self.study_name is not None and not (isinstance(self.study_name, str) and self.study_name):
             raise ConfigError(f"hydra.sweeper.study_name={self.study_name!r} is invalid; expected a name, or null")
         check_sampler(self.sampler, len(self.objectives), space)
-        if build_pruner(self.pruner) is not None:
+        self.prunes = build_pruner(self.pruner) is not None
+        if self.prunes:
             if len(self.objectives) > 1:
                 raise ConfigError("hydra/sweeper/pruner: Optuna prunes studies of one objective only; use "
                                   "hydra/sweeper/pruner=none with several objectives")  # fmt: skip
@@ -359,7 +369,7 @@ class OptunaStudySweeperBase(Sweeper):
         """The next trial: a queued copy of an interrupted one if there is any, else the sampler's proposal,
         seeded by the number of proposals before it. Its overrides are recorded last: they mark it complete."""
         made = proposals_made(study.get_trials(deepcopy=False))
-        study.sampler = build_sampler(self.sampler, len(self.objectives) or 1, space, made)
+        study.sampler = build_sampler(self.sampler, len(self.objectives), space, made)
         trial = study.ask(space)
         if self.custom_search_space is not None:
             get_method(self.custom_search_space)(self.config, trial)
@@ -375,7 +385,7 @@ class OptunaStudySweeperBase(Sweeper):
             number=trial.number,
             params=dict(trial.params),
             objectives=tuple(self.objectives),
-            pruner=self.pruner if build_pruner(self.pruner) is not None else None,
+            pruner=self.pruner if self.prunes else None,
         )
 
     def requeue_stale_trials(self, study: optuna.Study) -> None:

@@ -172,3 +172,16 @@ def test_a_pruned_sweep_reports_every_epoch_stops_bad_trials_and_never_runs_them
     again = sweep(tmp_path, *command)
     assert "Launching" not in again
     assert [t.state for t in optuna.load_study(study_name="p", storage=storage).trials] == states
+
+
+def test_the_official_plugin_s_search_space_syntax_means_the_same_here():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from rigl_repro.sweeps import search_space
+
+    space, fixed = search_space(["a=int(interval(1, 5))", "b=tag(log, int(interval(1, 100)))", "c=1,2,3",
+                                 "d=tag(log, interval(0.001, 0.1))", "e=interval(0, 1)", "f=7"])  # fmt: skip
+    assert space == {"a": IntDistribution(1, 5), "b": IntDistribution(1, 100, log=True),
+                     "c": CategoricalDistribution([1, 2, 3]), "d": FloatDistribution(0.001, 0.1, log=True),
+                     "e": FloatDistribution(0.0, 1.0)}  # fmt: skip
+    assert fixed == {"f": "7"}

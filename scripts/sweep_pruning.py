@@ -295,17 +295,21 @@ def finished_count(facts: StudyFacts | None) -> int:
     return 0 if facts is None else len(facts.complete) + len(facts.pruned) + len(facts.failed)
 
 
-def failure_line(stdout_lines: Sequence[str], stderr_path: Path) -> str:
+def failure_line(stdout_lines: Sequence[str], stderr_path: Path, offset: int) -> str:
     """The line that says why a sweep failed: Hydra logs to stdout, so the last ERROR record there; else the
-    last line of stderr (a traceback's last line, or main.py's own refusal); else stdout's last line."""
+    last line this invocation wrote to stderr (from ``offset``: a traceback's last line, or main.py's own
+    refusal); else stdout's last line."""
     marker = "][ERROR] - "
     errors = [line.split(marker, 1)[1] for line in stdout_lines if marker in line]
     if errors:
         return errors[-1].strip()
     try:
-        stderr = [line.strip() for line in stderr_path.read_text(errors="replace").splitlines() if line.strip()]
+        with open(stderr_path, "rb") as stream:
+            stream.seek(offset)
+            text = stream.read().decode(errors="replace")
     except OSError:
-        stderr = []
+        text = ""
+    stderr = [line.strip() for line in text.splitlines() if line.strip()]
     if stderr:
         return stderr[-1]
     shown = [line.strip() for line in stdout_lines if line.strip()]
@@ -329,8 +333,15 @@ def run_sweep(spec: SweepSpec) -> float:
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}  # so the trials' lines arrive as they are logged
     stdout_path, stderr_path = spec.folder / STDOUT_LOG, spec.folder / STDERR_LOG
     lines: list[str] = []
-    start = time.perf_counter()
-    with open(stdout_path, "w") as stdout_log, open(stderr_path, "w") as stderr_log:
+    # Appended, under a header per invocation: a re-run that only reuses the study keeps the first run's log.
+    header = f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n"
+    with open(stdout_path, "a") as stdout_log, open(stderr_path, "a") as stderr_log:
+        stdout_log.write(header)
+        stderr_log.write(header)
+        stdout_log.flush()
+        stderr_log.flush()
+        offset = stderr_log.tell()
+        start = time.perf_counter()
         process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=stderr_log,
                                    text=True, errors="replace")  # fmt: skip
         try:
@@ -352,7 +363,7 @@ def run_sweep(spec: SweepSpec) -> float:
             raise
     elapsed = time.perf_counter() - start
     if code != 0:
-        raise Failure(f"the {spec.label} sweep exited with code {code}: {failure_line(lines, stderr_path)} "
+        raise Failure(f"the {spec.label} sweep exited with code {code}: {failure_line(lines, stderr_path, offset)} "
                       f"(logs: {stdout_path}, {stderr_path})")  # fmt: skip
     return elapsed
 
@@ -414,6 +425,12 @@ def trial_epochs(trial: Any, per_trial: int) -> int:
     return 0 if trial.last_step is None else int(trial.last_step) + 1
 
 
+def trial_seconds(trial: Any) -> float:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return 0.0
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
 def shown_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{key.removeprefix('masking.')}={value:.4g}" if isinstance(value, float)
                      else f"{key.removeprefix('masking.')}={value}" for key, value in params.items())  # fmt: skip
@@ -430,8 +447,11 @@ def sweep_figures(facts: StudyFacts, manifest: dict[str, Any], per_trial: int) -
         "failed": len(facts.failed),
         "epochs_trained": sum(trial_epochs(t, per_trial) for t in trials),
         "epochs_if_unpruned": per_trial * len(trials),
-        "wall_s": round(float(manifest.get("wall_s", 0.0)), 2),
+        "wall_s": float(manifest.get("wall_s", 0.0)),
         "wall_s_partial": bool(manifest.get("timing_partial", False)),
+        # The trials' own durations, as the storage has them: the sweep's wall-clock less its start-up (imports,
+        # composing the config, opening the study), which pruning cannot save and which dominates at smoke scale.
+        "trials_s": sum(trial_seconds(t) for t in trials),
         "best_trial": best.number,
         "best_params": dict(best.params),
         "best_value": best.value,
@@ -493,6 +513,7 @@ def table(report: dict[str, Any]) -> str:
         ("trials complete / pruned", *(f"{side['complete']} / {side['pruned']}" for side in (left, right))),
         ("epochs trained", f"{left['epochs_trained']}", f"{right['epochs_trained']} of {right['epochs_if_unpruned']}"),
         ("wall-clock", seconds(left), seconds(right)),
+        ("time in trials", *(f"{side['trials_s']:.1f} s" for side in (left, right))),
         ("best trial", f"#{left['best_trial']}", f"#{right['best_trial']}"),
         ("best (alpha, delta_t)", shown_params(left["best_params"]), shown_params(right["best_params"])),
         ("best value", *(f"{side['best_value']:.4f} ({side['best_value_ties']} tied)" for side in (left, right))),
@@ -520,6 +541,8 @@ def table(report: dict[str, Any]) -> str:
     saved = "-" if fraction is None else f"{100 * fraction:.1f}%"
     if left["wall_s"] > 0:
         saved += f"; wall-clock saved: {100 * (1 - right['wall_s'] / left['wall_s']):.1f}%"
+    if left["trials_s"] > 0:
+        saved += f"; time in trials saved: {100 * (1 - right['trials_s'] / left['trials_s']):.1f}%"
     lines.append("")
     lines.append(f"epochs saved: {versus['epochs_saved']} ({saved})")
     lines.append(f"same best pair: {same}")

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 
 pytestmark = pytest.mark.slurm
@@ -73,6 +74,28 @@ def test_a_job_of_two_tasks_trains_one_run_on_two_processes(cluster, tmp_path):
     assert "rank 0 of 2 (gloo, cpu)" in first and "done: test accuracy" in first
     assert "done: test accuracy" not in second  # rank 1 trains in silence: one log of the run
     assert final_states({logs[0].name.split("_")[0]}, env) == ["COMPLETED"]
+
+
+def test_an_optuna_sweep_s_slurm_jobs_report_their_epochs_and_bad_trials_are_pruned(cluster, tmp_path):
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf"), "OMP_NUM_THREADS": "1"}
+    storage = f"sqlite:///{tmp_path}/pruned.db"  # on the disk the node shares with the sweeper
+    command = [
+        sys.executable, str(ROOT / "main.py"), "-m", "hydra/sweeper=optuna", "dataset=digits", "scale=smoke",
+        "masking.alpha=interval(0.1,0.6)", "train.lr=choice(0.05,0.0005)", "hydra/sweeper/sampler=random",
+        "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.n_trials=4",
+        f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=p", "logger.mode=disabled",
+        f"output_root={tmp_path / 'runs'}", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
+        "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+        "hydra.launcher.timeout_min=5",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    study = optuna.load_study(study_name="p", storage=storage)
+    states = [trial.state.name for trial in study.trials]
+    assert "PRUNED" in states and "COMPLETE" in states, states
+    assert all(trial.intermediate_values for trial in study.trials)  # written by the jobs on the node
+    logs = [log.read_text() for log in (tmp_path / "runs" / ".submitit").rglob("*_log.out")]
+    assert sum("pruned by its study's pruner" in log for log in logs) == states.count("PRUNED")
 
 
 def final_states(jobs, env, patience_s=60, every_attempt=False):

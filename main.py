@@ -33,7 +33,9 @@ from rigl_repro.training.trainer import StoppedEarly
 log = logging.getLogger("main")
 
 
-def train_one(cfg: DictConfig, output_dir: Path, report: TrialReport | None) -> dict[str, float | None]:
+def train_one(
+    cfg: DictConfig, output_dir: Path, report: TrialReport | None, last: bool = True
+) -> dict[str, float | None]:
     # In a sweep, a run folder in use by another process (the same run, started by a sweep that was killed
     # and restarted, or by a second sweep) is waited for, and its result reused.
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -50,7 +52,11 @@ def train_one(cfg: DictConfig, output_dir: Path, report: TrialReport | None) -> 
             mark_pruned(output_dir, report.link, stopped.epoch, stopped.epochs)
             log.info("trial %d pruned by its study's pruner: %s %s", report.link.number, output_dir, stopped)
             raise optuna.TrialPruned(f"seed {cfg.seed} {stopped}") from None
-        report.seed_done(summary["history"], int(summary["epochs"]))
+        if report.seed_done(summary["history"], more=not last):  # judged between seeds too
+            import optuna
+
+            log.info("trial %d pruned by its study's pruner after seed %s", report.link.number, cfg.seed)
+            raise optuna.TrialPruned(f"stopped after seed {cfg.seed}, before the trial's next seeds")
     log.info(
         "done: test accuracy %.2f%%, density %.4f, summary in %s",
         100 * summary["test_acc"], summary["density"], output_dir / "summary.json",
@@ -69,7 +75,8 @@ def main(cfg: DictConfig) -> dict[str, float | None] | None:
         report = None if link is None else TrialReport(link)
         if seeds is None:
             return train_one(cfg, output_dir, report)
-        runs = [train_one(OmegaConf.merge(cfg, {"seed": seed}), output_dir / f"seed={seed}", report) for seed in seeds]
+        runs = [train_one(OmegaConf.merge(cfg, {"seed": seed}), output_dir / f"seed={seed}", report, seed == seeds[-1])
+                for seed in seeds]  # fmt: skip
         return mean_objectives(runs)
     except (ConfigError, TrainingDiverged) as error:
         log.error("error: %s", error)

@@ -92,7 +92,8 @@ def check_command_line(arguments: Sequence[str]) -> str | None:
         return composition_error(error)
     except HydraException as error:
         return None if multirun else composition_error(error)
-    sweeper = [argument for argument in arguments if argument.lstrip("+~").startswith(("hydra/sweeper", "hydra.sweeper."))]
+    sweeper = [argument for argument in arguments
+               if argument.lstrip("+~").startswith(("hydra/sweeper", "hydra.sweeper."))]  # fmt: skip
     if sweeper:  # a sweeper's groups are never swept: an option they lack is a typo
         try:
             compose_config([*fixed, *sweeper], with_hydra=True)

@@ -16,7 +16,8 @@ is timed (wall-clock); then both studies are read from their SQLite storages and
 - trials complete / pruned (/ failed);
 - epochs trained: a complete trial trains ``len(trial_seeds) * train.epochs`` run-epochs, a pruned one as many
   as it reported steps (its last step + 1: step ``seed_index * epochs + epoch``), and the fraction saved;
-- each sweep's wall-clock;
+- each sweep's wall-clock, and the time its trials took as the storage has it (the wall-clock less the sweep's
+  start-up, which pruning cannot save: at scale=smoke about 5 s of about 30);
 - each best trial's (alpha, delta_t) and value, whether the pair is the same, and where the unpruned sweep's best
   trial ranks among the pruned sweep's complete trials (by its parameters when the pruned sweep proposed them
   too, and by its value);
@@ -25,9 +26,11 @@ is timed (wall-clock); then both studies are read from their SQLite storages and
 
 A re-run resumes or reuses both sweeps (their studies and run folders); a folder made by another command (other
 overrides) is refused, and ``--fresh`` deletes the two folders of this command first (only those). The
-wall-clock of a sweep is recorded in its folder, so a re-run that has nothing to train still reports it. At
-scale=smoke each sweep takes about 1-2 s per trial on 2 CPU cores; many trials reach the same validation
-accuracy there, so ties are reported as such. Errors are one line on stderr (exit 2).
+wall-clock of a sweep is recorded in its folder, so a re-run that has nothing to train still reports it; one
+resumed after an interruption is marked partial. Ctrl-C or SIGTERM ends the running sweep too (the same command
+resumes it). Each sweep's output is appended to ``sweep.log`` and ``sweep.stderr.log`` in its folder. At
+scale=smoke a 20-trial sweep takes about 30 s on 2 CPU cores; many trials reach the same validation accuracy
+there, so ties are reported as such. Errors are one line on stderr (exit 2).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -52,7 +56,14 @@ sys.path.insert(0, str(REPO))  # run from anywhere without installing
 
 MANIFEST = "sweep_pruning.json"  # in each sweep's folder: the command that made it and its recorded wall-clock
 STDOUT_LOG, STDERR_LOG = "sweep.log", "sweep.stderr.log"
-DEFAULT_PRUNER_OPTIONS = ("n_startup_trials=5",)
+# The sweeper's error record ([HYDRA] error: ...) and a run's ([main][ERROR] - error: ...), as Hydra logs them.
+SWEEPER_ERROR = re.compile(r"\]\[HYDRA\] error: (.*\S)")
+RUN_ERROR = re.compile(r"\]\[ERROR\] - (?:error: )?(.*\S)")
+OPTUNA_RECORD = re.compile(r"^\[[IWD] \d{4}-")  # Optuna's own log lines on stderr ("[I 2026-...] A new study")
+# Without --pruner-options: the pruners that judge a trial against complete ones wait for 5 of them (their
+# config's own default, written out so that the folder names the setting). At scale=smoke and 20 trials this
+# prunes about a third of the trials, saves about a quarter of the epochs and finds the same best pair.
+DEFAULT_PRUNER_OPTIONS = {"median": ("n_startup_trials=5",), "percentile": ("n_startup_trials=5",)}
 # Overrides the script sets itself: passed through --extra they would make the two sweeps differ, or put a
 # study where the script does not read it.
 MANAGED = ("output_root", "sweep_trials", "experiment", "scale", "masking.density", "hydra/sweeper/pruner",
@@ -91,14 +102,15 @@ class StudyFacts:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Compute saved by pruning the sweep_alpha_dt Optuna sweep, and whether it finds the same best "
-        "(alpha, delta_t) as the unpruned sweep.",
+        description="The compute that pruning saves on the sweep_alpha_dt Optuna sweep, and whether the pruned "
+        "sweep finds the same best (alpha, delta_t) as the unpruned one.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--trials", type=int, default=20, help="trials of each sweep (sweep_trials)")
     parser.add_argument("--pruner", default="median", help="a pruner of conf/hydra/sweeper/pruner")
-    parser.add_argument("--pruner-options", nargs="*", default=list(DEFAULT_PRUNER_OPTIONS), metavar="K=V",
-                        help="passed as hydra.sweeper.pruner.K=V (give none to keep the pruner's own defaults)")
+    parser.add_argument("--pruner-options", nargs="*", default=None, metavar="K=V",
+                        help="passed as hydra.sweeper.pruner.K=V; default: n_startup_trials=5 for median and "
+                        "percentile, none for the others; give the flag alone to keep the pruner's own defaults")
     parser.add_argument("--density", default="0.2", help="masking.density")
     parser.add_argument("--scale", default="smoke", help="scale=... (smoke | paper)")
     parser.add_argument("--root", type=Path, default=Path("outputs/sweep_pruning"),
@@ -127,6 +139,8 @@ def option_pairs(options: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    if args.pruner_options is None:
+        args.pruner_options = list(DEFAULT_PRUNER_OPTIONS.get(args.pruner, ()))
     if args.trials < 1:
         raise Failure(f"--trials {args.trials}: expected at least 1")
     names = pruner_names()
@@ -225,14 +239,18 @@ def write_manifest(folder: Path, data: dict[str, Any]) -> None:
 
 
 def is_ours(folder: Path) -> bool:
-    """Whether ``folder`` holds one of this script's sweeps (or an empty start of one): only those are deleted."""
-    return (folder / MANIFEST).exists() or (folder / "optuna.db").exists() or not any(folder.iterdir())
+    """Whether ``folder`` holds one of this script's sweeps, or the start of one (its logs of a sweep that failed,
+    or nothing): only those are deleted or resumed."""
+    if not folder.is_dir():
+        return False
+    marks = (MANIFEST, "optuna.db", STDOUT_LOG)
+    return any((folder / mark).exists() for mark in marks) or not any(folder.iterdir())
 
 
 def clear(spec: SweepSpec) -> None:
     if not spec.folder.exists():
         return
-    if not spec.folder.is_dir() or not is_ours(spec.folder):
+    if not is_ours(spec.folder):
         raise Failure(f"--fresh: {spec.folder} holds no sweep of this script ({MANIFEST} or optuna.db); not "
                       "deleting it: choose another --root")  # fmt: skip
     try:
@@ -266,12 +284,11 @@ def load(name: str, database: Path) -> StudyFacts | None:
         return None
     import optuna
     from optuna.trial import TrialState
+    from sqlalchemy.exc import SQLAlchemyError
 
     from rigl_repro.sweeps.optuna_study import finished_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
         study = optuna.load_study(study_name=name, storage=f"sqlite:///{database}")
     except KeyError:
@@ -296,22 +313,25 @@ def finished_count(facts: StudyFacts | None) -> int:
 
 
 def failure_line(stdout_lines: Sequence[str], stderr_path: Path, offset: int) -> str:
-    """The line that says why a sweep failed: Hydra logs to stdout, so the last ERROR record there; else the
-    last line this invocation wrote to stderr (from ``offset``: a traceback's last line, or main.py's own
-    refusal); else stdout's last line."""
-    marker = "][ERROR] - "
-    errors = [line.split(marker, 1)[1] for line in stdout_lines if marker in line]
-    if errors:
-        return errors[-1].strip()
+    """The line that says why a sweep failed. Hydra logs to stdout: the sweeper's last error record there;
+    else the last line this invocation wrote to stderr (from ``offset``: a traceback's last line, or main.py's
+    own refusal), Optuna's notes aside; else a run's last error record (failed trials are logged but do not end
+    a sweep, so they come after a crash's traceback); else stdout's last line."""
+    sweeper = [found.group(1) for line in stdout_lines if (found := SWEEPER_ERROR.search(line))]
+    if sweeper:
+        return sweeper[-1]
     try:
         with open(stderr_path, "rb") as stream:
             stream.seek(offset)
             text = stream.read().decode(errors="replace")
     except OSError:
         text = ""
-    stderr = [line.strip() for line in text.splitlines() if line.strip()]
+    stderr = [line.strip() for line in text.splitlines() if line.strip() and not OPTUNA_RECORD.match(line)]
     if stderr:
         return stderr[-1]
+    runs = [found.group(1) for line in stdout_lines if (found := RUN_ERROR.search(line))]
+    if runs:
+        return runs[-1]
     shown = [line.strip() for line in stdout_lines if line.strip()]
     return shown[-1] if shown else "no output"
 
@@ -323,6 +343,29 @@ def progress_line(line: str) -> str | None:
         return None
     text = line.split(marker, 1)[1].strip()
     return text if text.startswith("trial ") else None
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """End an interrupted sweep: left running, it would go on training unseen, and a re-run would share its study
+    with it. Ctrl-C reaches it too (same process group); a SIGTERM sent to this script alone does not, so it is
+    told with a SIGINT; one that still runs after that is terminated, then killed."""
+    steps = ((None, 3.0), (lambda: process.send_signal(signal.SIGINT), 30.0), (process.terminate, 10.0),
+             (process.kill, None))  # fmt: skip
+    for action, patience in steps:
+        if process.poll() is not None:
+            return
+        if action is not None:
+            action()
+        try:
+            process.wait(timeout=patience)
+        except subprocess.TimeoutExpired:
+            continue
+        return
+
+
+def interrupt(number: int, frame: Any) -> None:
+    """SIGTERM handler: stop as Ctrl-C does (the running sweep is ended, the same command resumes it)."""
+    raise KeyboardInterrupt
 
 
 def run_sweep(spec: SweepSpec) -> float:
@@ -354,12 +397,7 @@ def run_sweep(spec: SweepSpec) -> float:
                     print(f"  {spec.label}: {shown}", flush=True)
             code = process.wait()
         except KeyboardInterrupt:
-            # Ctrl-C reached the sweep too (same process group): give it time to checkpoint, then end it.
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
             raise
     elapsed = time.perf_counter() - start
     if code != 0:
@@ -569,6 +607,7 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, interrupt)
     check_args(args)
     root = args.root.expanduser().resolve()  # the sweeps run from the repository root: give them absolute paths
     if not re.fullmatch(r"[A-Za-z0-9._/-]+", str(root)):

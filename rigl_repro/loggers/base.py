@@ -3,8 +3,9 @@
 What a logger receives, in order:
 
 1. At construction, besides its own options: ``config`` (the run's whole resolved config), ``output_dir``
-   (the run folder, which exists), ``labels`` (``RunLabels``: a name and group chosen by the caller) and ``history``: the epochs a resumed run has already trained (the
-   checkpoint's history, each entry as in 2.), empty for a new run. A logger that keeps files makes them
+   (the run folder, which exists), ``labels`` (``RunLabels``: a name and group chosen by the caller) and
+   ``history``: the epochs a resumed run has already trained (the checkpoint's history, each entry as in 2.),
+   empty for a new run. A logger that keeps files makes them
    equal to this history, since epochs logged after the last checkpoint are trained again.
 2. ``log(metrics, step)`` once per finished epoch, ``metrics`` being the trainer's epoch entry
    (``Trainer.train_epoch``) and ``step`` its ``metrics["step"]``: ``epoch``, ``step`` (global steps done),

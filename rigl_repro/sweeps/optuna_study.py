@@ -277,6 +277,12 @@ class OptunaStudySweeperBase(Sweeper):
         if self.study_name is not None and not (isinstance(self.study_name, str) and self.study_name):
             raise ConfigError(f"hydra.sweeper.study_name={self.study_name!r} is invalid; expected a name, or null")
         check_sampler(self.sampler, len(self.objectives), space)
+        if self.custom_search_space is not None:
+            try:
+                get_method(str(self.custom_search_space))
+            except Exception:  # Hydra wraps the ImportError or AttributeError in several lines
+                raise ConfigError(f"hydra.sweeper.custom_search_space={self.custom_search_space} names no function; "
+                                  "expected module.function(cfg, trial), importable from here") from None  # fmt: skip
         self.prunes = build_pruner(self.pruner) is not None
         if self.prunes:
             if len(self.objectives) > 1:

@@ -8,13 +8,19 @@ SLURM's nodes), and a ``hydra.*`` override is not part of the run's folder name 
 storage, the trial and what the run needs to know about it (``TrialLink``). The run opens the storage itself,
 writes its intermediate values, and asks the study's pruner; the sweeper only reads the outcome.
 
-Steps: a trial that trains several seeds (``trial_seeds``) trains them one after another, so seed ``k``'s epoch
-``e`` (from 0) is step ``k * epochs + e``, and its value is the mean validation accuracy over seeds ``0..k`` at
-epoch ``e``. Trials with the same seeds are compared step for step; the last step holds the trial's objective.
+Steps are epochs. A trial that trains several seeds (``trial_seeds``) trains them one after another; while seed
+``k`` trains, the trial's curve is the mean validation accuracy over seeds ``0..k`` at each epoch seed ``k`` has
+reached, and that curve is what the pruner judges (after every epoch, and between seeds). So a pruner's
+warm-up and its comparison with other trials at the same epoch keep their meaning, and the stored intermediate
+value of a finished trial at epoch ``e`` is the mean over all its seeds (the last step: its objective). A
+curve that restarted with each seed (seed ``k``'s epoch ``e`` as step ``k * epochs + e``) would not do: the
+median and percentile pruners compare a trial's best value so far, which the first seed's final accuracy would
+hold from then on, so no trial would be stopped after its first seed.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -75,18 +81,17 @@ def mean_at(histories: Sequence[Sequence[Mapping[str, Any]]], epoch: int) -> flo
     return sum(values) / len(values)
 
 
-def trial_steps(finished: Sequence[Sequence[Mapping[str, Any]]], current: Sequence[Mapping[str, Any]],
-                epochs: int) -> dict[int, float]:  # fmt: skip
-    """The intermediate values of a trial whose seeds ``finished`` are done and whose next seed has trained
-    ``current`` so far (see the module's docstring); epochs without a validation accuracy are left out."""
-    steps: dict[int, float] = {}
-    for index in range(len(finished) + (1 if current else 0)):
-        history = finished[index] if index < len(finished) else current
-        for epoch in range(len(history)):
-            value = mean_at([*finished[:index], history], epoch)
-            if value is not None:
-                steps[index * epochs + epoch] = value
-    return steps
+def mean_curve(
+    finished: Sequence[Sequence[Mapping[str, Any]]], current: Sequence[Mapping[str, Any]]
+) -> dict[int, float]:
+    """The trial's curve while ``current`` trains after the seeds ``finished``: ``{epoch index: the mean
+    validation accuracy over them all}`` for the epochs ``current`` has reached (epochs without one left out)."""
+    curve: dict[int, float] = {}
+    for epoch in range(len(current)):
+        value = mean_at([*finished, current], epoch)
+        if value is not None:
+            curve[epoch] = value
+    return curve
 
 
 class TrialReport:
@@ -118,39 +123,47 @@ class TrialReport:
                 self.unreachable = True
         return self.study
 
-    def report(self, current: Sequence[Mapping[str, Any]], epochs: int) -> None:
-        """Write the steps not yet written (all of them after a resume) as the trial's intermediate values."""
+    def report(self, current: Sequence[Mapping[str, Any]]) -> dict[int, float]:
+        """Write the trial's curve (``mean_curve``) as its intermediate values, where they changed; returns it."""
+        curve = mean_curve(self.finished, current)
         study = self.connect()
         if study is None:
-            return
-        for step, value in trial_steps(self.finished, current, epochs).items():
+            return curve
+        for step, value in curve.items():
             if self.reported.get(step) == value:
                 continue
-            try:  # the storage's own call: it writes a step again (Trial.report would keep the first value)
+            try:  # the storage's own call: it writes a step again (Trial.report keeps the first value)
                 study._storage.set_trial_intermediate_value(self.link.trial_id, step, value)
             except Exception as error:  # the trial was finished elsewhere (its sweeper died): stop reporting
                 log.warning("trial %d: its value at step %d was not recorded (%s); it trains on unpruned",
                             self.link.number, step, str(error).splitlines()[0] if str(error) else error)
                 self.unreachable, self.study = True, None
-                return
+                return curve
             self.reported[step] = value
+        return curve
 
-    def after_epoch(self, history: Sequence[Mapping[str, Any]], epochs: int) -> bool:
-        """The trainer's callback: report the epoch and say whether the trial's pruner stops it here."""
-        self.report(history, epochs)
-        if self.study is None or self.link.pruner is None or not self.reported:
+    def judged(self, curve: Mapping[int, float]) -> bool:
+        """Whether the trial's pruner stops the trial on this curve (the other trials are read from the study)."""
+        if self.study is None or self.link.pruner is None or not curve:
             return False
         try:
-            frozen = self.study._storage.get_trial(self.link.trial_id)
-            return bool(self.study.pruner.prune(self.study, frozen))
+            trial = copy.copy(self.study._storage.get_trial(self.link.trial_id))
+            trial.intermediate_values = dict(curve)  # the curve of the seeds so far, up to this epoch
+            return bool(self.study.pruner.prune(self.study, trial))
         except Exception as error:
             log.warning("trial %d: its pruner could not decide (%s); it trains on", self.link.number, error)
             return False
 
-    def seed_done(self, history: Sequence[Mapping[str, Any]], epochs: int) -> None:
-        """A seed's run finished (or was found finished): its epochs count towards the next seeds' means."""
-        self.report(history, epochs)
+    def after_epoch(self, history: Sequence[Mapping[str, Any]], epochs: int) -> bool:
+        """The trainer's callback: report the epoch and say whether the trial's pruner stops it here."""
+        return self.judged(self.report(history))
+
+    def seed_done(self, history: Sequence[Mapping[str, Any]], more: bool) -> bool:
+        """A seed's run finished (or was found finished): report it; with ``more`` seeds to train, whether the
+        pruner stops the trial before them."""
+        curve = self.report(history)
         self.finished.append(list(history))
+        return more and self.judged(curve)
 
     def last_step(self) -> int | None:
         return max(self.reported) if self.reported else None

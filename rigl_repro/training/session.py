@@ -60,7 +60,8 @@ def train_or_reuse(
     processes.require_same(finished is None, f"the processes of this run see different files in {output_dir}; "
                            "put output_root on a file system every node shares")  # fmt: skip
     if finished is None:
-        trainer = Trainer(config, output_dir, processes, after_epoch, labels)  # validates everything before the folder is touched
+        # validates everything before the folder is touched
+        trainer = Trainer(config, output_dir, processes, after_epoch, labels)
         with processes.folder_lock(output_dir, wait):
             finished = read_summary(output_dir)  # finished by the process that held the lock
             if finished is None:

@@ -54,8 +54,8 @@ class StoppedEarly(RuntimeError):
 
 class Trainer:
     """A run built from its config; ``fit()`` trains it (or resumes it from its checkpoint) and returns the
-    summary. ``processes`` is this process's part when several train the run; ``after_epoch`` may stop it early; ``labels`` name it for
-    experiment trackers."""
+    summary. ``processes`` is this process's part when several train the run; ``after_epoch`` may stop it
+    early; ``labels`` name it for experiment trackers."""
 
     def __init__(
         self,

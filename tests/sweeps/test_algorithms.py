@@ -109,7 +109,8 @@ def test_the_seed_advances_per_proposal_except_for_qmc_whose_seed_scrambles_its_
 def test_the_grid_is_the_sweep_s_finite_values():
     space = {"masking.delta_t": IntDistribution(50, 200, step=50), "variant": CategoricalDistribution(["a", "b"]),
              "train.lr": FloatDistribution(0.1, 0.3, step=0.1)}  # fmt: skip
-    assert grid_of(space) == {"masking.delta_t": [50, 100, 150, 200], "variant": ["a", "b"], "train.lr": [0.1, 0.2, 0.3]}
+    assert grid_of(space) == {"masking.delta_t": [50, 100, 150, 200], "variant": ["a", "b"],
+                              "train.lr": [0.1, 0.2, 0.3]}  # fmt: skip
     assert grid_size(node("sampler", "grid"), 1, space) == 24
     assert grid_size(node("sampler", "tpe"), 1, space) is None
     with pytest.raises(ConfigError, match="masking.alpha: hydra/sweeper/sampler=grid needs a finite set of values"):

@@ -148,11 +148,20 @@ def test_a_stored_study_of_two_objectives_holds_both_values_and_resumes_with_not
     assert "Launching" not in again and len(optuna.load_study(study_name="mo", storage=storage).trials) == 3
 
 
-def test_a_pruned_sweep_reports_every_epoch_stops_bad_trials_and_never_runs_them_again(tmp_path):
+LAUNCHERS = {  # the joblib workers reach the storage from their own processes (SLURM's: make test-slurm)
+    "in process": ["hydra.sweeper.n_trials=4"],
+    "joblib": ["hydra.sweeper.n_trials=6", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
+               "hydra.sweeper.n_jobs=2"],
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_a_pruned_sweep_reports_every_epoch_stops_bad_trials_and_never_runs_them_again(tmp_path, launcher):
     storage = f"sqlite:///{tmp_path}/pruned.db"
-    command = ["scale=smoke", "train.epochs=4", "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1",
-               "train.lr=choice(0.05,0.0005)", "hydra.sweeper.n_trials=4", f"hydra.sweeper.storage={storage}",
-               "hydra.sweeper.study_name=p", "hydra/sweeper/sampler=random"]  # fmt: skip
+    command = ["scale=smoke", "train.epochs=4", "hydra/sweeper/pruner=median",
+               "hydra.sweeper.pruner.n_startup_trials=1", "train.lr=choice(0.05,0.0005)",
+               f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=p", "hydra/sweeper/sampler=random",
+               *LAUNCHERS[launcher]]  # fmt: skip
     sweep(tmp_path, *command)
     study = optuna.load_study(study_name="p", storage=storage)
     states = [t.state for t in study.trials]
@@ -185,3 +194,10 @@ def test_the_official_plugin_s_search_space_syntax_means_the_same_here():
                      "c": CategoricalDistribution([1, 2, 3]), "d": FloatDistribution(0.001, 0.1, log=True),
                      "e": FloatDistribution(0.0, 1.0)}  # fmt: skip
     assert fixed == {"f": "7"}
+
+
+def test_a_custom_search_space_that_names_no_function_is_one_line(tmp_path, caplog):
+    with pytest.raises(SystemExit) as stop:
+        in_process_sweep(tmp_path, ["masking.alpha=interval(0.1,0.6)"], custom_search_space="no_such_module.suggest")
+    assert stop.value.code == 2
+    assert "hydra.sweeper.custom_search_space=no_such_module.suggest names no function" in caplog.text

@@ -15,7 +15,7 @@ from rigl_repro.sweeps.trial import (
     clear_pruned,
     is_pruned,
     mark_pruned,
-    trial_steps,
+    mean_curve,
 )
 from rigl_repro.training.session import run
 from rigl_repro.training.trainer import StoppedEarly
@@ -28,12 +28,11 @@ def epochs(*accuracies):
     return [{"epoch": index + 1, "val_acc": value} for index, value in enumerate(accuracies)]
 
 
-def test_a_trial_s_steps_are_seed_after_seed_with_the_running_mean_over_its_seeds():
+def test_a_trial_s_curve_is_the_mean_over_its_seeds_so_far_at_each_epoch_the_last_one_reached():
     seed0, seed1 = epochs(0.2, 0.4, 0.6), epochs(0.4, 0.8)
-    assert trial_steps([], seed0[:2], 3) == {0: 0.2, 1: 0.4}
-    steps = trial_steps([seed0], seed1, 3)
-    assert steps == pytest.approx({0: 0.2, 1: 0.4, 2: 0.6, 3: 0.3, 4: 0.6})  # seed 1's epochs at 3 + epoch
-    assert trial_steps([seed0], epochs(None), 3) == pytest.approx({0: 0.2, 1: 0.4, 2: 0.6})  # no validation value
+    assert mean_curve([], seed0[:2]) == {0: 0.2, 1: 0.4}
+    assert mean_curve([seed0], seed1) == pytest.approx({0: 0.3, 1: 0.6})  # epochs, not seed x epochs
+    assert mean_curve([seed0], epochs(None)) == {}  # no validation value
 
 
 def test_the_link_reaches_the_job_whole_through_a_hydra_override():
@@ -80,9 +79,19 @@ def test_a_run_reports_its_epochs_and_its_trial_s_pruner_stops_a_bad_one(stored_
 def test_a_resumed_run_reports_every_epoch_of_its_history_and_a_later_seed_the_mean(stored_study):
     study, link = stored_study
     report = TrialReport(link)
-    report.seed_done(epochs(0.6, 0.8, 0.9), 3)  # a seed found finished: its epochs are reported too
+    assert report.seed_done(epochs(0.6, 0.8, 0.9), more=True) is False  # found finished: reported, judged
     report.after_epoch(epochs(0.8), 3)
-    assert study.trials[1].intermediate_values == pytest.approx({0: 0.6, 1: 0.8, 2: 0.9, 3: 0.7})
+    assert study.trials[1].intermediate_values == pytest.approx({0: 0.7, 1: 0.8, 2: 0.9})  # epoch 0: both seeds
+
+
+def test_later_seeds_are_judged_on_the_mean_curve_and_a_bad_trial_stops_between_seeds(stored_study):
+    study, link = stored_study  # the complete trial's curve: 0.5, 0.7, 0.9
+    good_first = TrialReport(link)
+    good_first.seed_done(epochs(0.6, 0.8, 0.95), more=True)
+    assert good_first.after_epoch(epochs(0.1), 3) is True  # mean 0.35 at epoch 0: below 0.5, despite seed 0's 0.95
+    bad = TrialReport(link)
+    assert bad.seed_done(epochs(0.3, 0.4, 0.5), more=True) is True  # stopped before its next seed
+    assert bad.seed_done(epochs(0.3, 0.4, 0.5), more=False) is False  # its last seed: nothing left to save
 
 
 def test_without_a_pruner_or_a_reachable_storage_a_run_trains_on(stored_study, tmp_path, caplog):

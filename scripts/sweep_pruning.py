@@ -1,6 +1,6 @@
 """What pruning saves on the Table-4 (alpha, delta_t) sweep, and whether it still finds the same best pair.
 
-    python scripts/sweep_pruning.py                                  # 20 trials, median pruner, scale=smoke
+    python scripts/sweep_pruning.py                                  # 20 trials, hyperband pruner, scale=smoke
     python scripts/sweep_pruning.py --trials 30 --pruner percentile --pruner-options percentile=50 n_startup_trials=5
     python scripts/sweep_pruning.py --json sweep_pruning.json --fresh
     python scripts/sweep_pruning.py --extra variant=rigl_erk        # more overrides for both sweeps
@@ -14,15 +14,21 @@ Both use the same TPE seed, so their first proposals are the same; each has its 
 is timed (wall-clock); then both studies are read from their SQLite storages and the script prints:
 
 - trials complete / pruned (/ failed);
-- epochs trained: a complete trial trains ``len(trial_seeds) * train.epochs`` run-epochs, a pruned one as many
-  as it reported steps (its last step + 1: step ``seed_index * epochs + epoch``), and the fraction saved;
+- epochs trained, counted from the trials' run folders (``<output_root>/<group>/<overrides>/seed=<N>/``, found by
+  the trial's parameters in each job's ``.hydra/overrides.yaml``): each seed's ``summary.json`` ``epochs``, or its
+  ``pruned.json`` ``epoch`` (the epochs it trained before its trial was stopped mid-seed), a seed never started 0;
+  against ``len(trial_seeds) * train.epochs`` per trial unpruned, and the fraction saved. (The study's steps are
+  epochs 0..epochs-1 of the trial's mean curve over its seeds, so a trial's last step does not say how many
+  seeds it trained.) A folder shared by trials of the same parameters counts once: the later one resumes it;
 - each sweep's wall-clock, and the time its trials took as the storage has it (the wall-clock less the sweep's
   start-up, which pruning cannot save: at scale=smoke about 5 s of about 30);
 - each best trial's (alpha, delta_t) and value, whether the pair is the same, and where the unpruned sweep's best
   trial ranks among the pruned sweep's complete trials (by its parameters when the pruned sweep proposed them
   too, and by its value);
-- at which steps the pruned trials stopped, and how the pruned trials that the unpruned sweep ran to the end
-  (same parameters) ended there: a pruner that stops future winners shows up here.
+- where the pruned trials stopped: mid-seed ("seed N, epoch E/EPOCHS": that run has a pruned.json and no
+  summary) or between seeds ("after seed N": seed N finished with its summary, the next seeds never started),
+  and how the pruned trials that the unpruned sweep ran to the end (same parameters) ended there: a pruner that
+  stops future winners shows up here.
 
 A re-run resumes or reuses both sweeps (their studies and run folders); a folder made by another command (other
 overrides) is refused, and ``--fresh`` deletes the two folders of this command first (only those). The
@@ -60,9 +66,13 @@ STDOUT_LOG, STDERR_LOG = "sweep.log", "sweep.stderr.log"
 SWEEPER_ERROR = re.compile(r"\]\[HYDRA\] error: (.*\S)")
 RUN_ERROR = re.compile(r"\]\[ERROR\] - (?:error: )?(.*\S)")
 OPTUNA_RECORD = re.compile(r"^\[[IWD] \d{4}-")  # Optuna's own log lines on stderr ("[I 2026-...] A new study")
+# The default pruner: at scale=smoke and 20 trials, hyperband (its config's min_resource=1, reduction_factor=3)
+# stops 6 trials at epoch 2 of their first seed, saves 22.5% of the epochs and finds the same best pair; median
+# and percentile (n_startup_trials=5) save 22.5% and 31.9% but their sweeps propose other pairs after the first
+# pruned trials and miss the unpruned best (0.9840 for 0.9860); successive_halving saves 30% and ties its value.
+DEFAULT_PRUNER = "hyperband"
 # Without --pruner-options: the pruners that judge a trial against complete ones wait for 5 of them (their
-# config's own default, written out so that the folder names the setting). At scale=smoke and 20 trials this
-# prunes about a third of the trials, saves about a quarter of the epochs and finds the same best pair.
+# config's own default, written out so that the folder names the setting).
 DEFAULT_PRUNER_OPTIONS = {"median": ("n_startup_trials=5",), "percentile": ("n_startup_trials=5",)}
 # Overrides the script sets itself: passed through --extra they would make the two sweeps differ, or put a
 # study where the script does not read it.
@@ -107,7 +117,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--trials", type=int, default=20, help="trials of each sweep (sweep_trials)")
-    parser.add_argument("--pruner", default="median", help="a pruner of conf/hydra/sweeper/pruner")
+    parser.add_argument("--pruner", default=DEFAULT_PRUNER, help="a pruner of conf/hydra/sweeper/pruner")
     parser.add_argument("--pruner-options", nargs="*", default=None, metavar="K=V",
                         help="passed as hydra.sweeper.pruner.K=V; default: n_startup_trials=5 for median and "
                         "percentile, none for the others; give the flag alone to keep the pruner's own defaults")
@@ -200,10 +210,10 @@ def composed(spec: SweepSpec) -> Any:
         raise Failure(f"{spec.label} sweep: {composition_error(error)}") from None
 
 
-def run_epochs(cfg: Any) -> tuple[int, int]:
-    """(seeds, epochs) of one trial: a trial trains every seed of trial_seeds (one seed without it)."""
+def run_epochs(cfg: Any) -> tuple[list[int] | None, int]:
+    """(seeds, epochs) of one trial: a trial trains every seed of trial_seeds (None: one run, no seed folders)."""
     seeds = cfg.trial_seeds
-    return (1 if seeds is None else len(seeds)), int(cfg.train.epochs)
+    return (None if seeds is None else [int(seed) for seed in seeds]), int(cfg.train.epochs)
 
 
 def study_location(cfg: Any, spec: SweepSpec) -> tuple[str, Path]:
@@ -456,11 +466,143 @@ def best_of(facts: StudyFacts) -> Any:
     return min((t for t in facts.complete if same_value(t.value, best_value)), key=lambda t: t.number)
 
 
-def trial_epochs(trial: Any, per_trial: int) -> int:
-    """Run-epochs a trial trained: all of them when it completed, else one per step it reported."""
-    if trial.state.name == "COMPLETE":
-        return per_trial
-    return 0 if trial.last_step is None else int(trial.last_step) + 1
+@dataclass(frozen=True)
+class Stop:
+    """Where a pruned trial stopped: mid-seed (its run ``seed`` has a pruned.json, after ``epoch`` of ``epochs``)
+    or between seeds (after ``seed`` finished, before the trial's next seeds)."""
+
+    seed: int
+    epoch: int
+    epochs: int
+    mid_seed: bool
+
+    @property
+    def label(self) -> str:
+        return f"seed {self.seed}, epoch {self.epoch}/{self.epochs}" if self.mid_seed else f"after seed {self.seed}"
+
+
+@dataclass
+class Compute:
+    """What a sweep's run folders say its complete and pruned trials trained."""
+
+    epochs: int  # run-epochs trained: each seed's summary.json epochs, or its pruned.json epoch
+    if_unpruned: int  # every seed's epochs for every parameter pair the trials ran
+    stops: dict[int, Stop]  # pruned trial number -> where it stopped (pruned trials whose folders say it)
+    missing: list[int]  # trials whose job folder was not found under the sweep's output_root
+    short: list[int]  # complete trials whose runs trained fewer than all their epochs
+    unfinished: list[str]  # run folders with neither summary.json nor pruned.json (counted from their checkpoint)
+
+
+def job_folders(root: Path, keys: Sequence[str]) -> list[tuple[dict[str, Any], Path]]:
+    """Every job folder of a sweep (``<output_root>/<group>/<overrides>/``) with its values of the searched
+    ``keys``, read from the job's ``.hydra/overrides.yaml`` (the values as the sweeper passed them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    parser, found = OverridesParser.create(), []
+    for path in sorted(root.glob("*/*/.hydra/overrides.yaml")):
+        values: dict[str, Any] = {}
+        for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
+            try:
+                override = parser.parse_override(str(item))
+            except HydraException:
+                continue
+            if override.key_or_group in keys:
+                values[override.key_or_group] = override.value()
+        if values.keys() == set(keys):
+            found.append((values, path.parent.parent))
+    return found
+
+
+def checkpoint_epochs(path: Path) -> int:
+    """Epochs a run without a summary or pruned.json saved in its checkpoint (0 without a readable one)."""
+    if not path.is_file():
+        return 0
+    import pickle
+
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError):
+        return 0  # unreadable or of another layout: nothing to count
+
+
+def seed_runs(folder: Path, seeds: Sequence[int] | None) -> list[tuple[int, Path]]:
+    """A job folder's runs: one ``seed=<N>`` subfolder per seed of trial_seeds, or the folder itself."""
+    return [(0, folder)] if seeds is None else [(seed, folder / f"seed={seed}") for seed in seeds]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise Failure(f"{path} cannot be read ({error})") from None
+    if not isinstance(data, dict):
+        raise Failure(f"{path} is not a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class FolderRuns:
+    """What one job folder's runs trained."""
+
+    epochs: int  # run-epochs over its seeds
+    pruned: Stop | None  # the run stopped mid-seed (its pruned.json), if any
+    finished: int | None  # the last seed whose run finished (its summary.json)
+    unfinished: tuple[str, ...]  # runs with neither file: counted from their checkpoint
+
+
+def folder_runs(folder: Path, seeds: Sequence[int] | None, epochs: int) -> FolderRuns:
+    """Each seed's ``summary.json`` (``epochs``), or its ``pruned.json`` (``epoch``: the epochs it trained before
+    its trial was stopped mid-seed), or else its checkpoint's epochs; a seed never started trained 0."""
+    from rigl_repro.results import PRUNED_FILE, SUMMARY_FILE
+
+    trained, pruned, finished, unfinished = 0, None, None, []
+    for seed, run in seed_runs(folder, seeds):
+        if (run / PRUNED_FILE).exists():
+            record = read_json(run / PRUNED_FILE)
+            pruned = Stop(seed, int(record.get("epoch", 0)), int(record.get("epochs", epochs)), mid_seed=True)
+            trained += pruned.epoch
+        elif (run / SUMMARY_FILE).exists():
+            trained += int(read_json(run / SUMMARY_FILE).get("epochs", 0))
+            finished = seed
+        elif run.exists():
+            trained += checkpoint_epochs(run / "checkpoint.pt")
+            unfinished.append(str(run))
+    return FolderRuns(trained, pruned, finished, tuple(unfinished))
+
+
+def compute(facts: StudyFacts, root: Path, seeds: Sequence[int] | None, epochs: int) -> Compute:
+    """The run-epochs the sweep's complete and pruned trials trained, from their run folders (``folder_runs``).
+    Trials of the same parameters share their folder (a later one resumes or reuses its runs), so each folder
+    counts once. A pruned trial with a pruned.json in one of its runs stopped mid-seed; one without stopped
+    between seeds, after its last finished seed."""
+    trials = [*facts.complete, *facts.pruned]
+    folders = job_folders(root, sorted({key for trial in trials for key in trial.params}))
+    per_trial = epochs * (1 if seeds is None else len(seeds))
+    read: dict[Path, FolderRuns] = {}
+    result = Compute(epochs=0, if_unpruned=0, stops={}, missing=[], short=[], unfinished=[])
+    for trial in trials:
+        folder = next((path for values, path in folders if same_params(values, trial.params)), None)
+        if folder is None:
+            result.missing.append(trial.number)
+            result.if_unpruned += per_trial
+            continue
+        if folder not in read:
+            read[folder] = folder_runs(folder, seeds, epochs)
+            result.if_unpruned += per_trial
+        runs = read[folder]
+        if trial.state.name == "COMPLETE" and runs.epochs < per_trial:
+            result.short.append(trial.number)
+        elif trial.state.name == "PRUNED" and runs.pruned is not None:
+            result.stops[trial.number] = runs.pruned
+        elif trial.state.name == "PRUNED" and runs.finished is not None:
+            result.stops[trial.number] = Stop(runs.finished, epochs, epochs, mid_seed=False)
+    result.epochs = sum(runs.epochs for runs in read.values())
+    result.unfinished = [run for runs in read.values() for run in runs.unfinished]
+    return result
 
 
 def trial_seconds(trial: Any) -> float:
@@ -474,17 +616,22 @@ def shown_params(params: dict[str, Any]) -> str:
                      else f"{key.removeprefix('masking.')}={value}" for key, value in params.items())  # fmt: skip
 
 
-def sweep_figures(facts: StudyFacts, manifest: dict[str, Any], per_trial: int) -> dict[str, Any]:
+def stop_label(spent: Compute, trial: Any) -> str | None:
+    stop = spent.stops.get(trial.number)
+    return None if stop is None else stop.label
+
+
+def sweep_figures(facts: StudyFacts, manifest: dict[str, Any], spent: Compute) -> dict[str, Any]:
     best = best_of(facts)
     trials = [*facts.complete, *facts.pruned]
-    stopped_at = Counter(int(t.last_step) for t in facts.pruned if t.last_step is not None)
+    stops = sorted(spent.stops.values(), key=lambda stop: (stop.seed, stop.epoch, not stop.mid_seed))
     return {
         "study": facts.name,
         "complete": len(facts.complete),
         "pruned": len(facts.pruned),
         "failed": len(facts.failed),
-        "epochs_trained": sum(trial_epochs(t, per_trial) for t in trials),
-        "epochs_if_unpruned": per_trial * len(trials),
+        "epochs_trained": spent.epochs,
+        "epochs_if_unpruned": spent.if_unpruned,
         "wall_s": float(manifest.get("wall_s", 0.0)),
         "wall_s_partial": bool(manifest.get("timing_partial", False)),
         # The trials' own durations, as the storage has them: the sweep's wall-clock less its start-up (imports,
@@ -494,12 +641,19 @@ def sweep_figures(facts: StudyFacts, manifest: dict[str, Any], per_trial: int) -
         "best_params": dict(best.params),
         "best_value": best.value,
         "best_value_ties": rank_of(best.value, facts.complete, facts.maximize)[1],
-        # Steps at which pruned trials stopped: with trial_seeds, seed k's epoch e is step k * epochs + e.
-        "pruned_at_step": dict(sorted(stopped_at.items())),
+        # Where pruned trials stopped: "seed N, epoch E/EPOCHS" mid-seed (the run's pruned.json), or "after seed N"
+        # between seeds (seed N finished, the trial's next seeds never started).
+        "pruned_at": dict(Counter(stop.label for stop in stops)),
+        "pruned_mid_seed": sum(stop.mid_seed for stop in stops),
+        "pruned_between_seeds": sum(not stop.mid_seed for stop in stops),
+        "pruned_stop_unknown": sorted(t.number for t in facts.pruned if t.number not in spent.stops),
+        "trials_without_folder": spent.missing,
+        "complete_trials_short": spent.short,
+        "unfinished_runs": spent.unfinished,
     }
 
 
-def compare(unpruned: StudyFacts, pruned: StudyFacts, per_trial: int) -> dict[str, Any]:
+def compare(unpruned: StudyFacts, pruned: StudyFacts, spent: tuple[Compute, Compute]) -> dict[str, Any]:
     """How the pruned sweep's outcome relates to the unpruned one's."""
     reference, found = best_of(unpruned), best_of(pruned)
     value_rank, value_ties = rank_of(reference.value, pruned.complete, pruned.maximize)
@@ -509,7 +663,7 @@ def compare(unpruned: StudyFacts, pruned: StudyFacts, per_trial: int) -> dict[st
         rank, ties = rank_of(match.value, pruned.complete, pruned.maximize)
         by_params = {"state": "complete", "trial": match.number, "value": match.value, "rank": rank, "ties": ties}
     elif match is not None:
-        by_params = {"state": "pruned", "trial": match.number, "step": match.last_step}
+        by_params = {"state": "pruned", "trial": match.number, "stopped": stop_label(spent[1], match)}
     # The pruned sweep's pruned trials that the unpruned sweep also proposed ran to the end there: their final
     # values say whether the pruner stopped trials that would have ended well.
     stopped = []
@@ -517,12 +671,11 @@ def compare(unpruned: StudyFacts, pruned: StudyFacts, per_trial: int) -> dict[st
         twin = next((t for t in unpruned.complete if same_params(t.params, trial.params)), None)
         if twin is not None:
             rank, _ = rank_of(twin.value, unpruned.complete, unpruned.maximize)
-            stopped.append({"trial": trial.number, "step": trial.last_step, "final_value_unpruned": twin.value,
-                            "rank_in_unpruned": rank})  # fmt: skip
+            stopped.append({"trial": trial.number, "stopped": stop_label(spent[1], trial),
+                            "final_value_unpruned": twin.value, "rank_in_unpruned": rank})  # fmt: skip
     shared = sum(any(same_params(t.params, u.params) for u in [*unpruned.complete, *unpruned.pruned])
                  for t in [*pruned.complete, *pruned.pruned])  # fmt: skip
-    unpruned_epochs = sum(trial_epochs(t, per_trial) for t in [*unpruned.complete, *unpruned.pruned])
-    pruned_epochs = sum(trial_epochs(t, per_trial) for t in [*pruned.complete, *pruned.pruned])
+    unpruned_epochs, pruned_epochs = spent[0].epochs, spent[1].epochs
     best_value_pruned_ties = [t for t in pruned.complete if same_value(t.value, found.value)]
     return {
         "epochs_saved": unpruned_epochs - pruned_epochs,
@@ -572,7 +725,7 @@ def table(report: dict[str, Any]) -> str:
     if found["state"] == "complete":
         where = f"trial #{found['trial']}, complete, rank {found['rank']} of {right['complete']} ({found['ties']} tied)"
     elif found["state"] == "pruned":
-        where = f"trial #{found['trial']}, pruned at step {found['step']}"
+        where = f"trial #{found['trial']}, pruned ({found['stopped'] or 'where unknown'})"
     else:
         where = "not proposed by the pruned sweep"
     by_value = versus["unpruned_best_value_rank"]
@@ -586,14 +739,41 @@ def table(report: dict[str, Any]) -> str:
     lines.append(f"same best pair: {same}")
     lines.append(f"unpruned best in the pruned sweep: {where}; its value ranks {by_value['rank']} of "
                  f"{by_value['of']} complete trials ({by_value['ties']} with that value)")  # fmt: skip
-    lines.append(f"pruned at step (step: trials): {right['pruned_at_step'] or 'none'}; trials proposed by both "
-                 f"sweeps: {versus['trials_proposed_by_both']}")  # fmt: skip
+    where_stopped = ", ".join(f"{label}: {count}" for label, count in right["pruned_at"].items()) or "none"
+    if right["pruned_stop_unknown"]:
+        where_stopped += f"; unknown (no run folder says): {len(right['pruned_stop_unknown'])}"
+    lines.append(f"pruned at (where: trials): {where_stopped}; {right['pruned_mid_seed']} mid-seed, "
+                 f"{right['pruned_between_seeds']} between seeds")  # fmt: skip
+    lines.append(f"trials proposed by both sweeps: {versus['trials_proposed_by_both']}")
     stopped = versus["pruned_trials_run_to_end_unpruned"]
     if stopped:
-        finals = ", ".join(f"#{s['trial']}@{s['step']}->{s['final_value_unpruned']:.4f} (rank {s['rank_in_unpruned']})"
-                           for s in stopped)  # fmt: skip
-        lines.append(f"pruned trials the unpruned sweep ran to the end (trial@step -> final value there): {finals}")
+        finals = "; ".join(f"#{s['trial']} ({s['stopped'] or 'where unknown'}) -> {s['final_value_unpruned']:.4f} "
+                           f"(rank {s['rank_in_unpruned']})" for s in stopped)  # fmt: skip
+        lines.append(f"pruned trials the unpruned sweep ran to the end (trial (where stopped) -> final value there): "
+                     f"{finals}")  # fmt: skip
     return "\n".join(lines)
+
+
+def notes(report: dict[str, Any], epochs: int) -> list[str]:
+    """What makes the epoch counts less than certain: trials without their run folders, complete trials whose
+    runs did not all finish, runs that neither finished nor were pruned, complete trials missing epochs."""
+    found = []
+    for side in ("unpruned", "pruned"):
+        figures = report[side]
+        if figures["trials_without_folder"]:
+            found.append(f"{side} trial(s) {figures['trials_without_folder']} have no run folder under "
+                         f"{report['folders'][side]}; each counted as {report['seeds_per_trial'] * epochs} epochs "
+                         "if unpruned and 0 trained")  # fmt: skip
+        if figures["complete_trials_short"]:
+            found.append(f"{side} complete trial(s) {figures['complete_trials_short']}: their runs trained fewer "
+                         "than all their epochs")  # fmt: skip
+        if figures["unfinished_runs"]:
+            found.append(f"{side}: {len(figures['unfinished_runs'])} run(s) with neither summary.json nor pruned.json, "
+                         f"counted from their checkpoint: {', '.join(figures['unfinished_runs'])}")  # fmt: skip
+    if report["complete_trials_with_missing_steps"]:
+        found.append(f"complete trial(s) {report['complete_trials_with_missing_steps']} reported fewer than {epochs} "
+                     "epochs")  # fmt: skip
+    return found
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
@@ -621,26 +801,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     unpruned_facts, unpruned_manifest = sweep(unpruned, configs[0], args.trials)
     pruned_facts, pruned_manifest = sweep(pruned, configs[1], args.trials)
     seeds, epochs = run_epochs(configs[0])
-    per_trial = seeds * epochs
+    spent = (compute(unpruned_facts, unpruned.folder, seeds, epochs),
+             compute(pruned_facts, pruned.folder, seeds, epochs))  # fmt: skip
     report: dict[str, Any] = {
         "command": {"trials": args.trials, "pruner": args.pruner, "pruner_options": list(args.pruner_options),
                     "density": args.density, "scale": args.scale, "extra": list(args.extra), "root": str(root)},
         "pruner_label": pruned.label,
-        "seeds_per_trial": seeds,
+        "seeds_per_trial": 1 if seeds is None else len(seeds),
         "epochs_per_seed": epochs,
         "folders": {"unpruned": str(unpruned.folder), "pruned": str(pruned.folder)},
-        "unpruned": sweep_figures(unpruned_facts, unpruned_manifest, per_trial),
-        "pruned": sweep_figures(pruned_facts, pruned_manifest, per_trial),
-        "comparison": compare(unpruned_facts, pruned_facts, per_trial),
+        "unpruned": sweep_figures(unpruned_facts, unpruned_manifest, spent[0]),
+        "pruned": sweep_figures(pruned_facts, pruned_manifest, spent[1]),
+        "comparison": compare(unpruned_facts, pruned_facts, spent),
     }  # fmt: skip
-    # A complete trial should have reported every step: if not, its epochs were not all validated or reported.
+    # A complete trial should have reported every epoch (steps 0..epochs-1): if not, its epochs were not all
+    # validated or reported.
     short = [t.number for facts in (unpruned_facts, pruned_facts) for t in facts.complete
-             if t.last_step is None or t.last_step + 1 != per_trial]  # fmt: skip
+             if t.last_step is None or t.last_step + 1 != epochs]  # fmt: skip
     report["complete_trials_with_missing_steps"] = short
     print()
     print(table(report))
-    if short:
-        print(f"note: complete trial(s) {short} reported fewer than {per_trial} steps")
+    for note in notes(report, epochs):
+        print(f"note: {note}")
     if args.json is not None:
         write_json(args.json, report)
         print(f"figures written to {args.json}")

@@ -155,7 +155,7 @@ LAUNCHERS = {  # the joblib workers reach the storage from their own processes (
 }
 
 
-@pytest.mark.parametrize("launcher", LAUNCHERS)
+@pytest.mark.parametrize("launcher", ["in process", pytest.param("joblib", marks=pytest.mark.slow)])
 def test_a_pruned_sweep_reports_every_epoch_stops_bad_trials_and_never_runs_them_again(tmp_path, launcher):
     storage = f"sqlite:///{tmp_path}/pruned.db"
     command = ["scale=smoke", "train.epochs=4", "hydra/sweeper/pruner=median",

@@ -231,12 +231,9 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise Failure(f"{path} cannot be read ({error}); pass --fresh to start this sweep again") from None
-    if not isinstance(data, dict):
-        raise Failure(f"{path} is not this script's record; pass --fresh to start this sweep again")
-    return data
+        return read_json(path)
+    except Failure as error:
+        raise Failure(f"{error}; pass --fresh to start this sweep again") from None
 
 
 def write_manifest(folder: Path, data: dict[str, Any]) -> None:

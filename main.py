@@ -14,6 +14,11 @@ import signal
 import sys
 from pathlib import Path
 
+# OpenMP's threads spin while they wait for work (libgomp's default): beside other busy processes a run with
+# two threads on two cores then ran 1.7x slower than with one (issue 25). Passive threads sleep instead. Read
+# once, when torch loads OpenMP, so set before anything imports torch; OMP_WAIT_POLICY=ACTIVE keeps spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -27,7 +32,9 @@ from rigl_repro.sweeps.objectives import mean_objectives, run_objectives
 from rigl_repro.sweeps.seeds import run_trial_seeds
 from rigl_repro.sweeps.trial import TrialLink, TrialReport, clear_pruned, mark_pruned
 from rigl_repro.training.preemption import Stopped
+from rigl_repro.training.run_folder import remove_if_unused
 from rigl_repro.training.session import run
+from rigl_repro.training.summary import summary_line
 from rigl_repro.training.trainer import StoppedEarly
 
 log = logging.getLogger("main")
@@ -45,7 +52,7 @@ def train_one(
         clear_pruned(output_dir)
         try:
             summary = run(cfg, output_dir, wait_for_folder=sweeping, after_epoch=report.after_epoch,
-                          labels=report.link.labels(int(cfg.seed)))  # fmt: skip
+                          labels=report.link.labels(OmegaConf.to_container(cfg, resolve=True)))  # fmt: skip
         except StoppedEarly as stopped:
             import optuna
 
@@ -57,10 +64,7 @@ def train_one(
 
             log.info("trial %d pruned by its study's pruner after seed %s", report.link.number, cfg.seed)
             raise optuna.TrialPruned(f"stopped after seed {cfg.seed}, before the trial's next seeds")
-    log.info(
-        "done: test accuracy %.2f%%, density %.4f, summary in %s",
-        100 * summary["test_acc"], summary["density"], output_dir / "summary.json",
-    )  # fmt: skip
+    log.info("done: %s", summary_line(summary, output_dir))
     return run_objectives(summary)
 
 
@@ -79,16 +83,24 @@ def main(cfg: DictConfig) -> dict[str, float | None] | None:
                 for seed in seeds]  # fmt: skip
         return mean_objectives(runs)
     except (ConfigError, TrainingDiverged) as error:
-        log.error("error: %s", error)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
+        if sweeping:  # the sweep says each reason once, for all the runs it stopped; the job's main.log keeps it
+            from rigl_repro.sweeps.grid import log_in_job_files  # lazy: after Hydra's plugin scan (sweeps/__init__)
+
+            log_in_job_files(log, f"error: {error}")
+        else:
+            log.error("error: %s", error)
+        if not isinstance(error, TrainingDiverged):  # a refused run leaves nothing behind
+            remove_if_unused(output_dir, Path(cfg.output_root))
+        if sweeping:
             # A sweep goes on: Optuna records a failed trial; a grid runs its other jobs, then exits non-zero.
             raise
         sys.exit(3 if isinstance(error, TrainingDiverged) else 2)
     except Stopped as stopped:  # told to stop, checkpointed, and the signal's own handler let the process go on
         log.warning("%s", stopped)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
-        sys.exit(1)
+        if HydraConfig.get().mode == RunMode.MULTIRUN and stopped.exit_code == 1:
+            raise  # the launcher's signal (SLURM's warning): the sweep goes on, the job is requeued
+        sys.exit(stopped.exit_code)  # Ctrl-C or kill ends a sweep too, as it would end any program
 
 
 if __name__ == "__main__":
@@ -96,4 +108,8 @@ if __name__ == "__main__":
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (building, testing, a sweeper between jobs)
+        print("interrupted; a run resumes from its last checkpoint: run the same command", file=sys.stderr)
+        sys.exit(130)

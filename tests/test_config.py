@@ -57,21 +57,20 @@ def hydra_dirs(*overrides):
     return OmegaConf.select(cfg, "hydra.run.dir"), OmegaConf.select(cfg, "hydra.sweep.subdir"), cfg
 
 
-def test_run_dir_names_a_run_folder_as_hydra_does():
-    from rigl_repro.config import folder_name, run_dir
-
-    cfg = compose_config(["dataset=digits", "run_tag=-x"])
-    assert run_dir(cfg, "pruning", "variant=pruning", "seed=0", "masking.density=0.1") == (
-        "digits-small_cnn-pruning-x/masking.density=0.1,seed=0,variant=pruning"  # sorted, as override_dirname
-    )
-    assert run_dir(cfg, "rigl", "") == "digits-small_cnn-rigl-x/"
-    assert run_dir(cfg, "rigl", "note=a/b") == f"digits-small_cnn-rigl-x/{folder_name('note=a/b')}"
-    for overrides in (["dataset=digits", "masking=static", "masking.distribution=erk"],
-                      ["variant=rigl_sm", "masking.density=0.2", "seed=1", "scale=smoke"], []):  # fmt: skip
-        run, subdir, cfg = hydra_dirs(*overrides)
-        group = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.masking.name}{cfg.run_tag}"
-        folder = folder_name(cfg.hydra.job.override_dirname)
-        assert (run, subdir) == (f"{cfg.output_root}/{group}/{folder}", f"{group}/{folder}")  # the scheme before
+@pytest.mark.parametrize("overrides, folder", [
+    (["dataset=digits", "masking=static", "masking.distribution=erk"],
+     "digits-small_cnn-static/dataset=digits,masking=static,masking.distribution=erk,seed=0"),
+    (["variant=rigl_sm", "masking.density=0.2", "seed=1", "scale=smoke"],
+     "digits-small_cnn-rigl/masking.density=0.2,seed=1,variant=rigl_sm"),
+    (["dataset=digits", "run_tag=-x", "+note=a/b"],
+     "digits-small_cnn-rigl-x/dataset=digits,note=a%2Fb,run_tag=-x,seed=0"),
+    ([], "cifar10-wrn22_2-rigl/seed=0"),
+])  # fmt: skip
+def test_hydra_names_a_run_folder_by_its_group_and_options(tmp_path, overrides, folder):
+    """``<dataset>-<model>-<method><run_tag>/<options that differ from the defaults>,seed=N`` (run/folders.py),
+    for a single run (``hydra.run.dir``) and a sweep's job (``hydra.sweep.subdir``) alike."""
+    run, subdir, _ = hydra_dirs(*overrides, f"output_root={tmp_path}")
+    assert (run, subdir) == (f"{tmp_path}/{folder}", folder)
 
 
 @pytest.mark.parametrize(

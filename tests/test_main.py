@@ -44,7 +44,7 @@ def test_a_run_with_offline_wandb_writes_its_outputs_under_output_root(tmp_path)
     overrides = ("dataset=digits", "train.epochs=2", "masking.delta_t=10", f"output_root={tmp_path}/runs")
     result = main_py(*overrides, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    run_dir = tmp_path / "runs" / "digits-small_cnn-rigl" / "dataset=digits,masking.delta_t=10,train.epochs=2"
+    run_dir = tmp_path / "runs" / "digits-small_cnn-rigl" / "dataset=digits,masking.delta_t=10,seed=0,train.epochs=2"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["config"]["train"]["epochs"] == 2 and summary["epochs"] == 2
     assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run was written"
@@ -62,7 +62,7 @@ def test_a_run_with_the_csv_logger_writes_csv_files_in_the_same_folder_and_never
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     # The logger is not part of the folder's name: the folder of the same run with W&B (above).
-    run_dir = tmp_path / "runs" / "digits-small_cnn-rigl" / "dataset=digits,masking.delta_t=10,train.epochs=2"
+    run_dir = tmp_path / "runs" / "digits-small_cnn-rigl" / "dataset=digits,masking.delta_t=10,seed=0,train.epochs=2"
     summary = json.loads((run_dir / "summary.json").read_text())
     history = csv_rows(run_dir / "history.csv")
     assert [int(row["epoch"]) for row in history] == [1, 2]
@@ -105,7 +105,7 @@ def test_a_second_identical_command_is_refused_while_the_first_trains(tmp_path):
     first = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *overrides], cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        lock = tmp_path / "digits-small_cnn-rigl" / "dataset=digits,train.epochs=200" / ".lock"
+        lock = tmp_path / "digits-small_cnn-rigl" / "dataset=digits,seed=0,train.epochs=200" / ".lock"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and first.poll() is None and not (lock.exists() and lock.read_text()):
             time.sleep(0.2)
@@ -120,13 +120,15 @@ def test_a_second_identical_command_is_refused_while_the_first_trains(tmp_path):
     assert len(errors) == 1 and f"is in use by process {first.pid} on" in errors[0]
 
 
-def test_a_sweep_with_a_bad_value_runs_the_others_then_exits_2_in_one_line_per_failure(tmp_path):
-    overrides = ("dataset=digits", "logger.mode=disabled", "train.epochs=1", f"output_root={tmp_path}")
+def test_a_sweep_with_bad_values_is_refused_in_one_line_before_any_run_starts(tmp_path):
+    overrides = ("dataset=digits", "logger.mode=disabled", "train.epochs=1", f"output_root={tmp_path}/runs")
     result = main_py(*overrides, "masking=rigl", "masking.density=0.1,1.5,2.5", "-m", cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output and "Error executing job" not in output
-    assert "2 of 3 runs failed:" in output and output.count("is out of range") == 4  # each run's line, the summary's
-    assert len(list(tmp_path.rglob("summary.json"))) == 1  # the valid run ran to its end
+    (line,) = output.strip().splitlines()
+    assert line.startswith("error: masking.density=1.5 is out of range") and "(1 of 3 runs)" in line
+    assert "also masking.density=2.5 is out of range" in line
+    assert list(tmp_path.iterdir()) == []  # not even the output root
 
 
 def test_a_run_with_wandb_disabled_never_imports_it(tmp_path):
@@ -155,3 +157,48 @@ def test_torchrun_trains_each_seed_with_two_processes_and_rank_0_writes_it(tmp_p
     log = (run_dir / "main.log").read_text()
     assert log.count("rank 0 of 2 (gloo, cpu)") == 2 and log.count("epoch 2/2") == 2  # one log of the run
     assert "Traceback" not in result.stdout + result.stderr
+
+
+SIGNAL_AT_STEP = """
+import runpy, signal, sys
+from rigl_repro.sparsity import SparseEngine
+original = SparseEngine.step
+def step(self):
+    updated = original(self)
+    if self.step_count == {step}:
+        signal.raise_signal(signal.{name})
+    return updated
+SparseEngine.step = step
+sys.argv = ["main.py", *sys.argv[1:]]
+runpy.run_path("{main}", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_or_kill_saves_the_run_says_how_to_resume_in_one_line_and_the_next_start_resumes(tmp_path, name, code):
+    overrides = ["dataset=digits", "train.epochs=2", "logger.mode=disabled", "threads=1", f"output_root={tmp_path}"]
+    script = SIGNAL_AT_STEP.format(step=27, name=name, main=ROOT / "main.py")
+    stopped = subprocess.run([sys.executable, "-c", script, *overrides], cwd=ROOT, capture_output=True, text=True)
+    assert stopped.returncode == code, stopped.stderr[-2000:]
+    output = stopped.stdout + stopped.stderr
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    (line,) = [line for line in output.splitlines() if f"{name}: stopped" in line]
+    assert line.endswith(f"{name}: stopped in epoch 2 after step 27; the checkpoint is saved: run the same command "
+                         "to resume")  # fmt: skip
+    (folder,) = (tmp_path / "digits-small_cnn-rigl").iterdir()
+    assert (folder / "checkpoint.pt").exists() and not (folder / "summary.json").exists()
+    resumed = main_py(*overrides, cwd=tmp_path)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0 and "at epoch 1/2, step 27" in output
+    (done,) = [line for line in output.splitlines() if "done: " in line]
+    assert f"in {folder}" in done and "val " in done and "test " in done and "training FLOPs" in done
+
+
+def test_runs_refused_once_started_leave_no_folder_behind(tmp_path):
+    """A grid whose data are missing: every run is refused when it loads them, after Hydra made its folder."""
+    root = tmp_path / "runs"
+    result = main_py("-m", "dataset=fashion_mnist", f"dataset.root={tmp_path}/nowhere", "dataset.system_root=null",
+                     "masking=static,set", "train.epochs=1", "logger.mode=disabled", "threads=1",
+                     f"output_root={root}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert sorted(path.name for path in root.iterdir()) == ["multirun.yaml"]  # the sweep's record, no run folders

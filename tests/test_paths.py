@@ -17,8 +17,8 @@ from rigl_repro.config import (
     folder_name,
     hydra_config,
     output_root_problem,
-    run_dir,
 )
+from rigl_repro.run.folders import group_folder, options_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,16 +43,15 @@ FIELDS = ["run_tag", "dataset.name", "model.name", "masking.name", "override"]
 
 def folder_for(field: str, value: str) -> str:
     """The run folder (below output_root) a run with ``value`` in ``field`` would write into."""
-    config = {"dataset": {"name": "digits"}, "model": {"name": "small_cnn"}, "run_tag": ""}
-    method, overrides = "rigl", ["seed=0"]
-    if field == "masking.name":
-        method = value
-    elif field == "override":
-        overrides += [f"note={value}", value]  # a value, and a whole item, of the overrides part
+    config = {"dataset": {"name": "digits"}, "model": {"name": "small_cnn"}, "masking": {"name": "rigl"},
+              "run_tag": ""}  # fmt: skip
+    options = {"seed": 0}
+    if field == "override":
+        options.update({"note": value, value: "x"})  # a value, and a key, of the options part
     else:
         group, key = field.split(".") if "." in field else (None, field)
         (config[group] if group else config)[key] = value
-    return run_dir(config, method, *overrides)
+    return f"{group_folder(config)}/{options_folder(options)}"
 
 
 def assert_inside(root: Path, folder: str) -> None:
@@ -81,12 +80,13 @@ def test_hostile_values_never_share_a_folder(field):
     "value", ["digits", "fashion_mnist", "-all-train-images", "masking.density=0.1", "a,b=c", "v1.2", "x" * 60]
 )
 @pytest.mark.parametrize("field", FIELDS)
-def test_an_ordinary_value_keeps_today_s_folder_name(field, value):
-    """Existing run folders are still found: only unsafe or over-long names change."""
+def test_an_ordinary_value_is_written_as_it_is(field, value):
+    """Only unsafe or over-long names are changed."""
     groups = {"dataset.name": f"{value}-small_cnn-rigl", "model.name": f"digits-{value}-rigl",
               "masking.name": f"digits-small_cnn-{value}", "run_tag": f"digits-small_cnn-rigl{value}"}  # fmt: skip
-    overrides = sorted(["seed=0", f"note={value}", value]) if field == "override" else ["seed=0"]
-    assert folder_for(field, value) == f"{groups.get(field, 'digits-small_cnn-rigl')}/{','.join(overrides)}"
+    options = {"seed": 0, "note": value, value: "x"} if field == "override" else {"seed": 0}
+    leaf = ",".join(f"{key}={item}" for key, item in sorted(options.items()))
+    assert folder_for(field, value) == f"{groups.get(field, 'digits-small_cnn-rigl')}/{leaf}"
 
 
 def test_a_name_that_climbs_or_nests_is_escaped_and_a_long_one_hashed():
@@ -179,19 +179,21 @@ def test_main_refuses_a_single_run_in_one_line_and_creates_nothing(tmp_path, ove
 
 
 def test_a_sweep_of_hostile_values_writes_only_inside_output_root(tmp_path):
-    """A grid whose group names climb and overflow: its runs land inside output_root, and its refused run
-    says so in one line (the grid goes on, then exits 2)."""
+    """A grid whose group names climb and overflow: its runs land inside output_root; a hostile method name is
+    refused in one line before any run starts, and nothing is written."""
     work, root = tmp_path / "a" / "b", tmp_path / "a" / "b" / "runs"
     work.mkdir(parents=True)
     before = listing(tmp_path)
+    refused = main_py(work, "-m", f"output_root={root}", "masking.name=../../../esc_m,rigl")
+    assert refused.returncode == 2 and "Traceback" not in refused.stdout + refused.stderr
+    (line,) = (refused.stdout + refused.stderr).strip().splitlines()
+    assert "masking.name='../../../esc_m' is not a known method" in line
+    assert listing(tmp_path) == before
     result = main_py(work, "-m", f"output_root={root}", "dataset.name=../../../esc_ds",
-                     f"run_tag=x/../../../../{'y' * 300}", "masking.name=../../../esc_m,rigl")  # fmt: skip
-    assert result.returncode == 2, result.stderr[-2000:]
-    output = result.stdout + result.stderr  # a grid logs its runs to stdout
-    errors = [line for line in output.splitlines() if "error: " in line]
-    assert len(errors) == 1 and "masking.name='../../../esc_m' is not a known method" in errors[0], errors
-    assert "Traceback" not in output
+                     f"run_tag=x/../../../../{'y' * 300}", "seed=0,1")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
     created = listing(tmp_path) - before
     assert created and all(path == root or root in path.parents for path in created), sorted(created)[:5]
-    (summary,) = root.rglob("summary.json")
-    assert summary.parent.parent.parent == root
+    summaries = list(root.rglob("summary.json"))
+    assert len(summaries) == 2 and all(summary.parent.parent.parent == root for summary in summaries)

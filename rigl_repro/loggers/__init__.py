@@ -10,6 +10,7 @@ from typing import Any
 
 from rigl_repro.errors import ConfigError, require_choice
 from rigl_repro.loggers.base import Logger, NullLogger, RunLabels
+from rigl_repro.loggers.labels import run_labels
 from rigl_repro.registry import import_modules, named_subclasses
 
 import_modules(__name__, __path__)
@@ -48,8 +49,10 @@ def build_logger(
     """The logger that ``options`` (the composed ``logger`` node as a plain dict) selects, for the run in
     ``output_dir`` with resolved ``config``, resuming after ``history`` (the checkpoint's epochs).
 
-    ``enabled=False`` gives a logger that does nothing, for processes that must not write (ranks other than
-    0); the options are checked all the same, so every process refuses a bad one alike.
+    ``labels`` file the run in trackers; without them, the run's own (``run_labels(config)``: named by method,
+    density and seed, grouped by table cell). ``enabled=False`` gives a logger that does nothing, for
+    processes that must not write (ranks other than 0); the options are checked all the same, so every process
+    refuses a bad one alike.
     """
     validate_logger_options(options)
     if not enabled:
@@ -57,7 +60,21 @@ def build_logger(
     options = dict(options)
     cls = available_loggers()[options.pop("name")]
     chosen = {**cls.defaults, **{key: value for key, value in options.items() if key in cls.defaults}}
-    return cls(**chosen, config=config, output_dir=Path(output_dir), history=history, labels=labels or RunLabels())
+    return cls(
+        **chosen,
+        config=config,
+        output_dir=Path(output_dir),
+        history=history,
+        labels=run_labels(config) if labels is None else labels,
+    )
 
 
-__all__ = ["Logger", "NullLogger", "RunLabels", "available_loggers", "build_logger", "validate_logger_options"]
+__all__ = [
+    "Logger",
+    "NullLogger",
+    "RunLabels",
+    "available_loggers",
+    "build_logger",
+    "run_labels",
+    "validate_logger_options",
+]

@@ -3,20 +3,25 @@
 What a logger receives, in order:
 
 1. At construction, besides its own options: ``config`` (the run's whole resolved config), ``output_dir``
-   (the run folder, which exists), ``labels`` (``RunLabels``: a name and group chosen by the caller) and
+   (the run folder, which exists), ``labels`` (``RunLabels``: name, group, tags and job type; by default
+   ``rigl_repro.loggers.labels.run_labels(config)``, a sweep trial's from ``rigl_repro.sweeps.trial``) and
    ``history``: the epochs a resumed run has already trained (the checkpoint's history, each entry as in 2.),
    empty for a new run. A logger that keeps files makes them
    equal to this history, since epochs logged after the last checkpoint are trained again.
 2. ``log(metrics, step)`` once per finished epoch, ``metrics`` being the trainer's epoch entry
    (``Trainer.train_epoch``) and ``step`` its ``metrics["step"]``: ``epoch``, ``step`` (global steps done),
-   ``train_loss``, ``train_acc``, ``val_acc`` (None without a validation set), ``lr``, ``density``,
-   ``layer_densities`` (a dict, layer name to density; empty for unmasked models), ``mask_updates`` (a list,
-   one dict per topology update in the epoch: ``step``, ``replaced``, ``layer_replaced`` (a list in
-   ``layer_densities``' order), ``exploration``), ``exploration`` and ``images_per_s``.
+   ``train_loss``, ``train_acc``, ``val_acc`` (None without a validation set), ``lr``, ``density`` (over the
+   budgeted layers, as the summary's), ``density_all_layers`` (over every masked layer), ``layer_densities``
+   (a dict, layer name to density; empty for unmasked models), ``mask_updates`` (a list, one dict per
+   topology update in the epoch: ``step``, ``replaced``, ``layer_replaced`` (a list in ``layer_densities``'
+   order), ``exploration``), ``exploration`` and ``images_per_s``. A logger records every other number an
+   entry holds too, under its key.
 3. ``log({"test_acc": ...}, step=total_steps)`` once, after the last epoch: a final number, not an epoch (it
    has no ``epoch`` key).
-4. ``summarize(summary)`` once: ``test_acc``, ``val_acc``, ``density``, ``flops`` (a dict, as in
-   ``summary.json``), ``epochs``, ``wall_time_s``, ``layer_densities``.
+4. ``summarize(summary)`` once: ``summary.json``'s final numbers under its names (``test_acc``, ``val_acc``,
+   ``density``, ``density_all_layers``, ``initial_density``, ``exploration``, ``epochs``, ``steps``,
+   ``wall_time_s``, ``parameters``, ``flops`` (a dict), ``layer_densities`` (a dict)); a logger records what it
+   receives, whatever the keys.
 5. ``finish()``, always, also when training failed or was stopped (the trainer calls it in a ``finally``).
 """
 
@@ -30,16 +35,19 @@ from typing import Any, ClassVar
 
 @dataclass(frozen=True)
 class RunLabels:
-    """How an experiment tracker files a run, where its caller knows better than the run folder's name: a sweep
-    trial's runs (``rigl_repro.sweeps.trial``) are named by trial and seed and grouped by study. ``config`` is
-    added to the tracked config; ``objectives`` names the numbers (``rigl_repro.sweeps.objectives``) the
-    summary also records under ``objective/<name>``. Loggers that keep files in the run folder ignore them."""
+    """How an experiment tracker files a run, so that runs can be told apart and found again: ``name`` (read in
+    a run list), ``group`` (the runs a table cell averages), ``tags`` (for filtering) and ``job_type``. Every run
+    gets them from its config (``rigl_repro.loggers.labels.run_labels``); a sweep trial's runs
+    (``rigl_repro.sweeps.trial``) are named by trial and grouped by study. ``config`` is added to the tracked
+    config; ``objectives`` names the numbers (``rigl_repro.sweeps.objectives``) the summary also records under
+    ``objective/<name>``. Loggers that keep files in the run folder ignore them: the folder is the run's own."""
 
     name: str | None = None
     group: str | None = None
     job_type: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     objectives: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
 
 class Logger(ABC):

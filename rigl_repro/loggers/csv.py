@@ -2,7 +2,8 @@
 pandas, with no account, service or extra package.
 
 - ``history.csv``: one row per epoch: ``epoch, step, train_loss, train_acc, val_acc, lr, density,
-  exploration, images_per_s`` (then any other number a newer trainer adds), then ``density/<layer>``.
+  exploration, images_per_s`` (then any other number the epoch holds: ``density_all_layers``, numbers a newer
+  trainer adds), then ``density/<layer>``.
 - ``mask_updates.csv``: one row per topology update: ``step, replaced, exploration, replaced/<layer>``.
 - ``summary.csv``: ``key,value`` rows of the final numbers, nested dicts flattened with dots
   (``flops.train_relative``, ``layer_densities.<layer>``), lists as JSON; written when the run ends.

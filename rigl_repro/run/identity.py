@@ -8,7 +8,9 @@ in ``summary.json`` files and checkpoint fingerprints of every earlier layout ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from rigl_repro.data import location_options
@@ -36,6 +38,13 @@ def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     if per_process or config.get("batchnorm") == "per_process":  # the latter: an identity given again
         identity["batchnorm"] = "per_process"  # not the recipe's statistics (absent otherwise: older runs match)
     return identity
+
+
+def identity_digest(config: Mapping[str, Any], leave_out: Collection[str] = (), length: int = 16) -> str:
+    """A short hex digest of the identity of resolved ``config`` less the ``leave_out`` keys (e.g. ``seed``:
+    equal for the seeds of one table cell): what a run folder records and a tracker's group ends in."""
+    identity = {key: value for key, value in run_identity(config).items() if key not in leave_out}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rigl_repro.loggers.base import RunLabels
+from rigl_repro.loggers.labels import run_labels
 from rigl_repro.results import PRUNED_FILE, atomic_file
 
 log = logging.getLogger(__name__)
@@ -65,12 +66,16 @@ class TrialLink:
         fields["objectives"] = tuple(fields.get("objectives", ("val_acc",)))
         return cls(**fields)
 
-    def labels(self, seed: int) -> RunLabels:
-        """How the trial's run is filed by experiment trackers: named by trial and seed, grouped by study, with
-        the trial's number, parameters and objectives in its config (and the objectives in its summary)."""
+    def labels(self, config: Mapping[str, Any]) -> RunLabels:
+        """How the trial's run of resolved ``config`` (a plain mapping) is filed by experiment trackers: grouped
+        by study (the trials a study compares), named ``trial N · <the run's own name>`` (``run_labels``: its
+        method, density and seed), tagged with the run's own tags, with the trial's number, parameters and
+        objectives in its config (and the objectives in its summary)."""
+        run = run_labels(config)
         trial = {"study": self.study, "number": self.number, "params": self.params, "objectives": list(self.objectives)}
-        return RunLabels(name=f"trial {self.number} seed {seed}", group=self.study, job_type="sweep-trial",
-                         config={"trial": trial}, objectives=self.objectives)  # fmt: skip
+        name = f"trial {self.number} · {run.name}" if run.name else f"trial {self.number}"
+        return RunLabels(name=name, group=self.study, job_type="sweep-trial", tags=run.tags, config={"trial": trial},
+                         objectives=self.objectives)  # fmt: skip
 
 
 def mean_at(histories: Sequence[Sequence[Mapping[str, Any]]], epoch: int) -> float | None:

@@ -206,7 +206,8 @@ def random_state(device_type: str | None) -> Check:
 
 HISTORY_ENTRY = record({  # one finished epoch, as the trainer logs it
     "epoch": integer, "step": integer, "train_loss": number, "train_acc": number, "val_acc": nullable(number),
-    "lr": number, "density": number, "layer_densities?": mapping_of(number), "mask_updates?": list_of(mapping),
+    "lr": number, "density": number, "density_all_layers?": number, "layer_densities?": mapping_of(number),
+    "mask_updates?": list_of(mapping),
     "exploration?": number, "images_per_s?": number,
 })  # fmt: skip
 EPOCH_IN_PROGRESS = record({

@@ -66,3 +66,27 @@ def remove_temporary_files(folder: Path) -> list[Path]:
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+# What Hydra writes into a job's folder before the run starts: its saved config and the job's log.
+HYDRA_FILES = frozenset({".hydra", "main.log"})
+
+
+def remove_if_unused(folder: Path, root: Path) -> bool:
+    """Remove a run folder that holds nothing but Hydra's files (a run refused before it wrote anything),
+    and its group folder if that is left empty; never anything outside ``root``. Returns whether it did."""
+    folder, root = Path(os.path.abspath(folder)), Path(os.path.abspath(root))
+    if root not in folder.parents or not folder.is_dir() or not {item.name for item in folder.iterdir()} <= HYDRA_FILES:
+        return False
+    for item in folder.iterdir():
+        if item.is_dir():
+            for saved in item.iterdir():
+                saved.unlink()
+            item.rmdir()
+        else:
+            item.unlink()
+    folder.rmdir()
+    parent = folder.parent
+    if parent != root and root in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+    return True

@@ -12,6 +12,8 @@ from omegaconf import DictConfig
 from rigl_repro.loggers import RunLabels
 from rigl_repro.results import read_summary
 from rigl_repro.run.config import RunConfig, resolve_device
+from rigl_repro.run.folders import IDENTITY_FILE
+from rigl_repro.run.identity import identity_digest
 from rigl_repro.training.checkpoint import CheckpointError
 from rigl_repro.training.distributed import start_processes
 from rigl_repro.training.processes import SingleProcess
@@ -65,6 +67,9 @@ def train_or_reuse(
         with processes.folder_lock(output_dir, wait):
             finished = read_summary(output_dir)  # finished by the process that held the lock
             if finished is None:
+                # the folder is this run's from now on: the next command that composes it finds it here
+                processes.write_json(output_dir / IDENTITY_FILE, {"digest": identity_digest(config.resolved),
+                                                                  "identity": config.identity()})  # fmt: skip
                 return trainer.fit()
     changed = sorted({option.split(".")[0] for option, _, _ in config.changes_from(finished["config"])})
     if changed:

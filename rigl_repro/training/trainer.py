@@ -35,13 +35,18 @@ from rigl_repro.training.checkpoint import (
 from rigl_repro.training.preemption import StopRequest
 from rigl_repro.training.processes import SingleProcess
 from rigl_repro.training.state import EpochInProgress, RunState
-from rigl_repro.training.summary import run_summary
+from rigl_repro.training.summary import budget_of, run_summary, upgrade_densities
 
 log = logging.getLogger(__name__)
 
 # Called by the writing process after every epoch with the history so far and the run's number of epochs;
 # returns whether the run should stop there (a sweep trial its pruner stops: ``rigl_repro.sweeps.trial``).
 AfterEpoch = Callable[[Sequence[Mapping[str, Any]], int], bool]
+
+
+# The summary.json entries a tracker's run summary holds, under the same names.
+TRACKED_SUMMARY = ("test_acc", "val_acc", "density", "density_all_layers", "initial_density", "exploration", "flops",
+                   "epochs", "steps", "wall_time_s", "parameters", "layer_densities")  # fmt: skip
 
 
 class StoppedEarly(RuntimeError):
@@ -77,6 +82,7 @@ class Trainer:
         self.state = RunState.start(self.config.seed, self.device)
         self.stop = StopRequest(self.config.checkpoint.on_signals)
         self.after_epoch, self.labels = after_epoch, labels
+        self.budget = budget_of(self.method, self.engine)  # what "density" means: the summary's layers
 
     @property
     def epoch(self) -> int:
@@ -128,6 +134,7 @@ class Trainer:
                 ) from None
         rank, world_size = self.processes.rank, self.processes.world_size
         streams = self.state.load_state_dict(state, self.device, rank, world_size)
+        upgrade_densities(self.history, {layer.name: layer.size for layer in self.engine.layers}, self.budget)
         self.processes.restore_own_stream(streams, self.config.seed + self.engine.step_count, self.device)
 
     def save(self, path: Path) -> None:
@@ -161,8 +168,7 @@ class Trainer:
             summary = run_summary(self.plan, self.engine, self.model, self.state, test_acc, self.threads,
                                   self.processes.world_size)  # fmt: skip
             logger.log({"test_acc": summary["test_acc"]}, step=self.total_steps)
-            keys = ("test_acc", "val_acc", "density", "flops", "epochs", "wall_time_s", "layer_densities")
-            logger.summarize({key: summary[key] for key in keys})
+            logger.summarize({key: summary[key] for key in TRACKED_SUMMARY})
         finally:
             logger.finish()
         self.processes.write_json(self.output_dir / SUMMARY_FILE, summary)
@@ -259,7 +265,8 @@ class Trainer:
             "train_acc": epoch.correct.item() / len(train),
             "val_acc": None if self.data.val is None else self.evaluate(self.data.val),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "density": self.engine.overall_density(),
+            "density": self.engine.overall_density(self.budget),
+            "density_all_layers": self.engine.overall_density(),
             "layer_densities": self.engine.layer_densities(),
             "mask_updates": self.engine.read_mask_updates(),
             "exploration": self.engine.overall_exploration(),

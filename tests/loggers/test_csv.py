@@ -34,6 +34,14 @@ def epoch_entry(epoch, val_acc=0.5, updates=()):
     }  # fmt: skip
 
 
+def test_the_density_over_all_layers_is_a_column_of_its_own(tmp_path):
+    """Every epoch holds the budgeted ``density`` and ``density_all_layers`` (every masked layer): both kept."""
+    logger = build_logger({"name": "csv"}, config={}, output_dir=tmp_path)
+    logger.log({**epoch_entry(1), "density_all_layers": 0.3}, step=10)
+    (row,) = read_rows(tmp_path / "history.csv")
+    assert float(row["density"]) == 0.25 and float(row["density_all_layers"]) == 0.3
+
+
 def read_rows(path):
     with open(path, newline="") as file:
         return list(csv.DictReader(file))

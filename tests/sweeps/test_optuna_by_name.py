@@ -170,8 +170,8 @@ def test_a_pruned_sweep_reports_every_epoch_stops_bad_trials_and_never_runs_them
         steps = sorted(trial.intermediate_values)
         assert steps == list(range(4 if trial.state == TrialState.COMPLETE else len(steps))) and steps
         named = [f"{key}={value}" for key, value in trial.params.items()]
-        run = [path.parent for path in (tmp_path / "runs").rglob("checkpoint.pt")
-               if all(name in path.parent.name.split(",") for name in named)]  # fmt: skip
+        run = [path.parent for path in (tmp_path / "runs").rglob("checkpoint.pt")  # by the trial's command line
+               if set(named) <= set(yaml.safe_load((path.parent / ".hydra" / "overrides.yaml").read_text()))]
         assert len(run) == 1, trial.params
         pruned = (run[0] / "pruned.json").exists()
         assert pruned == (trial.state == TrialState.PRUNED)

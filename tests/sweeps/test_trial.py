@@ -6,7 +6,9 @@ import json
 import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
+from rigl_repro.loggers import run_labels
 from rigl_repro.results import SUMMARY_FILE, collect_summaries
 from rigl_repro.sweeps.trial import (
     TRIAL_VARIABLE,
@@ -46,8 +48,11 @@ def test_the_link_reaches_the_job_whole_through_a_hydra_override():
 
 
 def test_the_link_labels_the_trial_s_runs_for_trackers():
-    labels = TrialLink(study="s", storage=None, trial_id=0, number=4, params={"masking.alpha": 0.3}).labels(seed=1)
-    assert (labels.name, labels.group, labels.job_type) == ("trial 4 seed 1", "s", "sweep-trial")
+    """Grouped by study, named by trial and by what the run is (``run_labels``), tagged as the run is."""
+    config = OmegaConf.to_container(compose_config("variant=rigl_erk", "masking.alpha=0.3", "seed=1"), resolve=True)
+    labels = TrialLink(study="s", storage=None, trial_id=0, number=4, params={"masking.alpha": 0.3}).labels(config)
+    assert (labels.name, labels.group, labels.job_type) == ("trial 4 · rigl erk d=0.1 seed 1", "s", "sweep-trial")
+    assert labels.tags == run_labels(config).tags == ("digits", "small_cnn", "rigl", "erk", "paper", "rigl_erk")
     assert labels.config["trial"] == {"study": "s", "number": 4, "params": {"masking.alpha": 0.3},
                                       "objectives": ["val_acc"]}  # fmt: skip
     assert labels.objectives == ("val_acc",)

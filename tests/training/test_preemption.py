@@ -107,3 +107,40 @@ def test_signal_names():
         StopRequest(["SIGKILL"])
     with pytest.raises(ConfigError, match=r"^checkpoint.on_signals=5 is invalid; expected a list of signal names"):
         StopRequest(5)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_kill_checkpoint_mid_epoch_and_the_run_resumes_exactly(tmp_path, monkeypatch, signum, code):
+    """Where only Python's default handles them, SIGINT and SIGTERM stop a run as SIGUSR2 does, with the
+    exit code a shell gives a process the signal ended."""
+    straight = run(compose_config(*OVERRIDES), tmp_path / "straight")
+    with monkeypatch.context() as patch:
+        signal_at_step(patch, STOP_AT_STEP, signum)
+        with pytest.raises(Stopped, match=rf"^{signal.Signals(signum).name}: stopped in epoch 2 after step 27; "
+                                          "the checkpoint is saved: run the same command to resume$") as stopped:
+            run(compose_config(*OVERRIDES), tmp_path / "stopped")
+    assert stopped.value.exit_code == code
+    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)  # the default is back
+    state = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
+    assert state["engine"]["step"] == STOP_AT_STEP and state["epoch_in_progress"]["batches_done"] == 7
+    resumed = run(compose_config(*OVERRIDES), tmp_path / "stopped")
+    for key in ("test_acc", "val_acc", "layer_densities", "flops"):
+        assert resumed[key] == straight[key], key
+
+
+def test_a_handler_someone_installed_keeps_sigterm(tmp_path, monkeypatch):
+    """submitit (and any launcher) that handles SIGTERM itself keeps it: the run does not take it over."""
+    calls = []
+
+    def launcher(signum, frame):
+        calls.append(signum)
+        raise SystemExit(-1)
+
+    previous = signal.signal(signal.SIGTERM, launcher)
+    try:
+        signal_at_step(monkeypatch, 5, signal.SIGTERM)
+        with pytest.raises(SystemExit):
+            run(compose_config(*OVERRIDES), tmp_path)
+        assert calls == [signal.SIGTERM] and not (tmp_path / "checkpoint.pt").exists()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

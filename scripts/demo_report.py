@@ -2,6 +2,12 @@
 has several) and a plot of validation accuracy over training, one line per method.
 
     python scripts/demo_report.py outputs/demo          # writes outputs/demo/accuracy.png
+
+``density`` is the density over the budgeted layers (summary.json's ``density``, the target's; Uniform keeps
+the first layer dense, outside the budget: ``scripts/mask_dynamics.py`` shows the density over every masked
+layer beside it). Seeds are pooled within one configuration only (the run's identity without its seed): a
+method whose runs below the folder differ in another option (a learning rate, a sweep trial) gets a row and
+a line per configuration, labelled by the options that differ.
 """
 
 from __future__ import annotations
@@ -9,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from rigl_repro.reporting.runs import Configuration, group_by_configuration  # noqa: E402
 from rigl_repro.results import collect_summaries, exit_on_output_error, write_figure  # noqa: E402
 
 ORDER = ("dense", "small_dense", "static", "set", "rigl", "snfs", "pruning", "lottery")
@@ -51,6 +57,13 @@ def plot_path(plot: Path) -> Path:
     return plot
 
 
+def order(method: Configuration) -> tuple:
+    """Methods in ``ORDER``, then by label, density (densest first) and what sets a configuration apart."""
+    text, density = method.key
+    name = text.split(" ")[0]
+    return (ORDER.index(name) if name in ORDER else len(ORDER), text, -density, method.differs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path)
@@ -60,34 +73,34 @@ def main() -> None:
     summaries = collect_summaries(args.root)
     if not summaries:
         raise SystemExit(f"error: no finished run (summary.json) below {args.root}")
-    by_method: dict[tuple[str, float], list[dict]] = defaultdict(list)  # seeds of one method at one density
-    for summary in summaries:
-        by_method[(label(summary), summary["density"])].append(summary)
+    # seeds of one configuration, keyed by method and density
+    methods = sorted(group_by_configuration(summaries, lambda s: (label(s), s["density"])), key=order)
+    width = max(18, *(len(method.label(method.key[0])) for method in methods))
 
-    def order(key: tuple[str, float]) -> tuple:
-        name = key[0].split(" ")[0]
-        return (ORDER.index(name) if name in ORDER else len(ORDER), key[0], -key[1])
-
-    methods = sorted(by_method, key=order)
-
-    print(f"\n{'method':<18} {'seeds':>5} {'test acc (%)':>13} {'val acc (%)':>12} {'density':>8} {'epochs':>7} "
-          f"{'time (s)':>9}")  # fmt: skip
+    print(f"\n{'method':<{width}} {'seeds':>5} {'test acc (%)':>13} {'val acc (%)':>12} {'density':>8} "
+          f"{'epochs':>7} {'time (s)':>9}")  # fmt: skip
     for method in methods:
-        runs = by_method[method]
+        runs = method.runs
         vals = [100 * run["val_acc"] for run in runs if run["val_acc"] is not None]
         print(
-            f"{method[0]:<18} {len(runs):5d} {spread([100 * run['test_acc'] for run in runs]):>13} "
-            f"{spread(vals) if vals else '-':>12} {runs[0]['density']:8.3f} {runs[0]['epochs']:7d} "
+            f"{method.label(method.key[0]):<{width}} {len(runs):5d} "
+            f"{spread([100 * run['test_acc'] for run in runs]):>13} {spread(vals) if vals else '-':>12} "
+            f"{runs[0]['density']:8.3f} {runs[0]['epochs']:7d} "
             f"{statistics.fmean(run['wall_time_s'] for run in runs):9.1f}"
         )
+    repeats = sum(method.repeats for method in methods)
+    if repeats:
+        print(f"note: {repeats} runs repeat the configuration and seed of another run below {args.root}; each seed "
+              "is counted once (the first found)")  # fmt: skip
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    several_densities = len({density for _, density in methods if density < 1}) > 1
+    several_densities = len({method.key[1] for method in methods if method.key[1] < 1}) > 1
     for method in methods:
-        histories = [[e for e in run["history"] if e["val_acc"] is not None] for run in by_method[method]]
+        histories = [[e for e in run["history"] if e["val_acc"] is not None] for run in method.runs]
         epochs = [e["epoch"] for e in min(histories, key=len)]  # the epochs every seed has
         means = [statistics.fmean(100 * h[i]["val_acc"] for h in histories) for i in range(len(epochs))]
-        name = f"{method[0]} at {method[1]:.3g}" if several_densities else method[0]
+        text, density = method.key
+        name = method.label(f"{text} at {density:.3g}" if several_densities else text)
         axis.plot(epochs, means, marker="o", markersize=3, label=f"{name} ({means[-1]:.1f}%)" if means else name)
     first = summaries[0]["config"]
     density = next((run["config"]["masking"]["density"] for run in summaries if run["density"] < 1), None)

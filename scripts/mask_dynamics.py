@@ -2,10 +2,16 @@
 
     python scripts/mask_dynamics.py outputs/demo        # writes outputs/demo/mask_dynamics.png and .pdf
 
-For every method (mean over seeds): the in-time over-parameterisation rate at the end (the fraction of the
-masked layers' weights that were active at least once; Liu et al. 2021 show final accuracy tracks it) and
+For every configuration (mean over its seeds): the in-time over-parameterisation rate at the end (the
+fraction of the masked layers' weights that were active at least once; Liu et al. 2021 show final accuracy
+tracks it), the density (over the budgeted layers, as in summary.json and the demo report), the density over
+every masked layer (where exploration starts: Uniform keeps the first layer dense, outside the budget) and
 the fraction of active weights the first and last topology updates replaced. Static stays at its density;
 SET and RigL climb; RigL's turnover decays with its cosine schedule.
+
+Seeds are pooled within one configuration only (the run's identity without its seed): runs that share a
+method, distribution and density but differ in another option (a sweep trial, another learning rate) are
+rows of their own, labelled by the options that differ (docs/mask_dynamics.md).
 """
 
 from __future__ import annotations
@@ -18,7 +24,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from rigl_repro.reporting.figures import mask_dynamics_figure, run_label  # noqa: E402
+from rigl_repro.reporting.runs import Configuration, group_by_configuration  # noqa: E402
 from rigl_repro.results import collect_summaries, exit_on_output_error  # noqa: E402
+
+
+def mean_of(runs: list[dict], key: str) -> str:
+    """The mean of a summary's number over ``runs``, to 3 decimals; ``-`` where a run lacks it (a summary
+    written before the number was recorded)."""
+    values = [run.get(key) for run in runs]
+    return "-" if None in values else f"{statistics.fmean(values):.3f}"
+
+
+def dynamics_rows(groups: list[Configuration]) -> list[tuple[str, int, str, str, str, str, str]]:
+    """One row per configuration (``group_by_configuration`` by ``run_label``), in label order: its label, seed
+    count, ever-active fraction, ``density`` (budgeted), ``density_all_layers``, and the fraction the first and
+    last topology updates replaced, each a mean over the configuration's seeds."""
+    rows = []
+    for group in sorted(groups, key=lambda group: (group.key, group.differs)):
+        runs = group.runs
+        updates = [[u for epoch in run["history"] for u in epoch["mask_updates"]] for run in runs]
+        first, last = (
+            (f"{statistics.fmean(u[0]['replaced'] for u in updates):.3f}",
+             f"{statistics.fmean(u[-1]['replaced'] for u in updates):.3f}")
+            if all(updates) else ("-", "-")
+        )  # fmt: skip
+        rows.append((group.label(group.key), len(runs), mean_of(runs, "exploration"), mean_of(runs, "density"),
+                     mean_of(runs, "density_all_layers"), first, last))  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -35,19 +67,20 @@ def main() -> None:
     if not sparse:
         raise SystemExit(f"error: no finished sparse run with mask dynamics below {args.root}")
 
-    groups: dict[str, list[dict]] = {}
-    for summary in sparse:
-        groups.setdefault(run_label(summary), []).append(summary)
-    print(f"\n{'method':<26} {'seeds':>5} {'ever active':>12} {'density':>8} {'replaced: first':>16} {'last':>7}")
-    for label, runs in sorted(groups.items()):
-        updates = [[u for epoch in run["history"] for u in epoch["mask_updates"]] for run in runs]
-        first, last = (
-            (f"{statistics.fmean(u[0]['replaced'] for u in updates):.3f}",
-             f"{statistics.fmean(u[-1]['replaced'] for u in updates):.3f}")
-            if all(updates) else ("-", "-")
-        )  # fmt: skip
-        print(f"{label:<26} {len(runs):5d} {statistics.fmean(run['exploration'] for run in runs):12.3f} "
-              f"{statistics.fmean(run['density_all_layers'] for run in runs):8.3f} {first:>16} {last:>7}")  # fmt: skip
+    groups = group_by_configuration(sparse, run_label)
+    rows = dynamics_rows(groups)
+    width = max(26, *(len(row[0]) for row in rows))
+    print(f"\n{'configuration':<{width}} {'seeds':>5} {'ever active':>12} {'density':>8} {'density_all_layers':>18} "
+          f"{'replaced: first':>16} {'last':>7}")  # fmt: skip
+    for label, seeds, explored, density, all_layers, first, last in rows:
+        print(f"{label:<{width}} {seeds:5d} {explored:>12} {density:>8} {all_layers:>18} {first:>16} {last:>7}")
+    if any(group.differs for group in groups):
+        print("\nA row whose label goes on after the density is one of several configurations of that method and "
+              "density: it pools its own seeds only, and its label names the options in which they differ.")
+    repeats = sum(group.repeats for group in groups)
+    if repeats:
+        print(f"note: {repeats} runs repeat the configuration and seed of another run below {args.root}; each seed "
+              "is counted once (the first found)")  # fmt: skip
     paths = mask_dynamics_figure(sparse, args.out or args.root)
     print(f"\nfigure: {paths[0]}")
 

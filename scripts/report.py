@@ -5,7 +5,9 @@
 
 Tables are written as Markdown, LaTeX and CSV, figures as PNG and PDF, into ``--out`` (default
 ``outputs/report/<scale>``). Runs are matched to cells by their configuration; missing runs show as
-missing cells with their seed count. Every file is written whole or not at all; one that cannot be written
+missing cells with their seed count. At a scale whose experiments train another dataset or model than the
+report's (smoke: small_cnn on digits), every title says what ran and what the paper ran, and no table shows
+the report's values or our differences from them. Every file is written whole or not at all; one that cannot be written
 (a full disk, a read-only folder) stops the script with one line and exit code 2, the previous file intact.
 """
 

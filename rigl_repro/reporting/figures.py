@@ -1,5 +1,6 @@
 """The report's Figures 1-4, the (alpha, delta_t) trial-space plots and the Fashion-MNIST experiment's figure,
-rebuilt from runs (PNG and PDF)."""
+rebuilt from runs (PNG and PDF). A figure whose experiments train another dataset or model than the report's
+(``scale=smoke``: small_cnn on digits) says so in its title; runs of the report's keep its title as it was."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ matplotlib.use("Agg")  # files only: works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rigl_repro.reporting.runs import RunIndex  # noqa: E402
+from rigl_repro.reporting.runs import Provenance, RunIndex, Setting, group_by_configuration, provenance  # noqa: E402
 from rigl_repro.results import write_figure  # noqa: E402
 from rigl_repro.sparsity.distributions import layer_densities  # noqa: E402
 
@@ -36,6 +37,9 @@ FMNIST_PANELS = (
     ("Random", ("small_dense", "static", "set", "snfs", "rigl")),
     ("ERK", ("small_dense", "static_erk", "set_erk", "snfs_erk", "rigl_erk")),
 )
+# The dataset and model the report (or, beyond it, the experiment's design) trained for each experiment.
+WRN_CIFAR10, RESNET_CIFAR100 = Setting("cifar10", "wrn22_2"), Setting("cifar100", "resnet50")
+LENET_FASHION_MNIST = Setting("fashion_mnist", "lenet5")
 LR_VALUES = (0.1, 0.05, 0.01, 0.005)
 HPARAM_PAIRS = ("a0.3_dt100", "a0.4_dt200", "a0.4_dt500", "a0.5_dt750")
 
@@ -77,12 +81,14 @@ def accuracy_against_density(
     experiment: str,
     panels: Sequence[tuple[str, Sequence[str]]],
     densities: Sequence[float],
-    title: str,
+    title: tuple[str, str],
     name: str,
     out_dir: Path,
+    origin: Provenance,
 ) -> list[Path]:
     """Test accuracy (mean +- std over seeds) against density, one panel per group of variants, with the
-    dense run of the same experiment as a horizontal line."""
+    dense run of the same experiment as a horizontal line. ``title`` is the figure's heading and subject
+    (``Figure 1``, ``test accuracy vs density``)."""
     dense = index.cell(experiment, ["variant=dense", "masking.density=1.0"])
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), sharey=True, squeeze=False)
     for axis, (panel, variants) in zip(axes[0], panels):
@@ -97,24 +103,34 @@ def accuracy_against_density(
         axis.grid(alpha=0.3)
         legend(axis, fontsize=8)
     axes[0][0].set_ylabel("test accuracy (%)")
-    figure.suptitle(f"{title} ({dense.config['dataset']['name']}, {dense.config['model']['name']})")
+    heading, subject = title
+    faithful = f"{heading}: {subject}" if origin.published else subject[:1].upper() + subject[1:]
+    faithful += f" ({dense.config['dataset']['name']}, {dense.config['model']['name']})"
+    figure.suptitle(origin.title(faithful, heading, subject))
     return save(figure, out_dir, name)
 
 
 def figure1(index: RunIndex, out_dir: Path) -> list[Path]:
-    """Test accuracy against density on CIFAR-10: Random (left), ERK (centre), 2x longer (right)."""
-    title = "Figure 1: test accuracy vs density"
-    return accuracy_against_density(index, "fig1", FIG1_PANELS, FIG1_DENSITIES, title, "fig1", out_dir)
+    """The report's Figure 1: test accuracy against density on CIFAR-10, Random (left), ERK (centre), 2x
+    longer (right)."""
+    origin = provenance(index, [("fig1", WRN_CIFAR10)])
+    title = ("Figure 1", "test accuracy vs density")
+    return accuracy_against_density(index, "fig1", FIG1_PANELS, FIG1_DENSITIES, title, "fig1", out_dir, origin)
 
 
 def fashion_mnist_figure(index: RunIndex, out_dir: Path) -> list[Path]:
-    """The Fashion-MNIST experiment: test accuracy against density, Random (left) and ERK (right)."""
-    title = "Test accuracy vs density"
-    return accuracy_against_density(index, "fmnist", FMNIST_PANELS, FMNIST_DENSITIES, title, "fig_fmnist", out_dir)
+    """The Fashion-MNIST experiment (beyond the report): test accuracy against density, Random (left) and ERK
+    (right)."""
+    origin = provenance(index, [("fmnist", LENET_FASHION_MNIST)], published=False)
+    title = ("The Fashion-MNIST figure (beyond the report)", "test accuracy vs density")
+    return accuracy_against_density(
+        index, "fmnist", FMNIST_PANELS, FMNIST_DENSITIES, title, "fig_fmnist", out_dir, origin
+    )
 
 
 def figure2(index: RunIndex, out_dir: Path) -> list[Path]:
-    """Best accuracy over the (alpha, delta_t) grid for each learning rate, against density."""
+    """The report's Figure 2: best accuracy over the (alpha, delta_t) grid for each learning rate, against
+    density."""
     densities = (0.1, 0.2, 0.5)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for axis, (variant, title) in zip(axes, (("rigl", "Random"), ("rigl_erk", "ERK"))):
@@ -134,12 +150,15 @@ def figure2(index: RunIndex, out_dir: Path) -> list[Path]:
         axis.grid(alpha=0.3)
         legend(axis, fontsize=8)
     axes[0].set_ylabel("test accuracy (%), best (alpha, delta_t)")
-    figure.suptitle("Figure 2: learning rate vs density")
+    origin = provenance(index, [("sweep_lr", WRN_CIFAR10)])
+    figure.suptitle(origin.title("Figure 2: learning rate vs density", "Figure 2", "learning rate vs density"))
     return save(figure, out_dir, "fig2")
 
 
 def figure3(index: RunIndex, out_dir: Path) -> list[Path]:
-    """Test accuracy against training FLOPs, Random vs ERK, for both datasets."""
+    """The report's Figure 3: test accuracy against training FLOPs, Random vs ERK, for both datasets (panels
+    titled by the dataset that ran, and the table whose runs they are where that is not the report's)."""
+    origin = provenance(index, [("table2", WRN_CIFAR10), ("table3", RESNET_CIFAR100)])
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, experiment in zip(axes, ("table2", "table3")):
         for distribution, marker, suffix in (("Random", "o", ""), ("ERK", "s", "_erk")):
@@ -151,16 +170,18 @@ def figure3(index: RunIndex, out_dir: Path) -> list[Path]:
                     x, y = zip(*points)
                     axis.plot(x, y, marker=marker, label=f"{LABELS[method]} ({distribution})")
         dataset = index.compose(experiment).dataset.name
-        axis.set(xlabel="training FLOPs (relative to dense)", ylabel="test accuracy (%)", title=dataset)
+        panel = dataset if origin.faithful else f"{dataset} (Table {experiment.removeprefix('table')}'s runs)"
+        axis.set(xlabel="training FLOPs (relative to dense)", ylabel="test accuracy (%)", title=panel)
         axis.grid(alpha=0.3)
         legend(axis, fontsize=7)
-    figure.suptitle("Figure 3: accuracy vs training FLOPs, Random vs ERK")
+    subject = "accuracy vs training FLOPs, Random vs ERK"
+    figure.suptitle(origin.title(f"Figure 3: {subject}", "Figure 3", subject))
     return save(figure, out_dir, "fig3")
 
 
 def figure4(index: RunIndex, out_dir: Path) -> list[Path]:
-    """Redistribution at density 0.2 on CIFAR-10: inference FLOPs over training (left), and the final
-    per-layer density of RigL-SG/SM against Random and ERK (right); seed 0 of each run."""
+    """The report's Figure 4: redistribution at density 0.2 on CIFAR-10, inference FLOPs over training (left),
+    and the final per-layer density of RigL-SG/SM against Random and ERK (right); seed 0 of each run."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.6]})
     final = {}
     for variant in ("rigl", "rigl_sg", "rigl_sm"):
@@ -184,7 +205,9 @@ def figure4(index: RunIndex, out_dir: Path) -> list[Path]:
         right.set_xticks(range(len(names)), [n.removesuffix(".weight") for n in names], rotation=90, fontsize=6)
         right.set(ylabel="density", title="final per-layer density")
         legend(right, fontsize=8)
-    figure.suptitle("Figure 4: effect of redistribution (density 0.2)")
+    origin = provenance(index, [("table5_cifar10", WRN_CIFAR10)])
+    subject = "effect of redistribution (density 0.2)"
+    figure.suptitle(origin.title(f"Figure 4: {subject}", "Figure 4", subject))
     return save(figure, out_dir, "fig4")
 
 
@@ -221,7 +244,9 @@ def contours(index: RunIndex, out_dir: Path) -> list[Path]:
         axis.set_xlabel("alpha")
     for axis in axes[:, 0]:
         axis.set_ylabel("delta_t")
-    figure.suptitle("(alpha, delta_t) trial space of the Optuna studies")
+    origin = provenance(index, [("sweep_alpha_dt", WRN_CIFAR10)])
+    faithful = "(alpha, delta_t) trial space of the Optuna studies"
+    figure.suptitle(origin.title(faithful, "The (alpha, delta_t) trial space of Table 4's Optuna studies"))
     return save(figure, out_dir, "contours")
 
 
@@ -248,17 +273,18 @@ def seed_mean(series: Sequence[Mapping[int, float]]) -> tuple[list[int], list[fl
 def mask_dynamics_figure(
     summaries: Sequence[Mapping[str, Any]], out_dir: Path, name: str = "mask_dynamics"
 ) -> list[Path]:
-    """How much of the network each run's mask explored, mean over seeds: the in-time over-parameterisation
-    rate (the fraction of weights active at least once; Liu et al. 2021) from the initial mask through every
-    topology update, and the fraction of active weights each update replaced. Dense runs are left out."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for summary in summaries:
-        if summary["config"]["masking"]["name"] not in ("dense", "small_dense"):
-            groups.setdefault(run_label(summary), []).append(summary)
+    """How much of the network each configuration's masks explored, mean over its seeds: the in-time
+    over-parameterisation rate (the fraction of weights active at least once; Liu et al. 2021) from the initial
+    mask through every topology update, and the fraction of active weights each update replaced. One line per
+    configuration (``group_by_configuration``): runs that share a method, distribution and density but differ
+    in another option are separate lines, labelled by what differs. Dense runs are left out."""
+    sparse = [s for s in summaries if s["config"]["masking"]["name"] not in ("dense", "small_dense")]
+    groups = group_by_configuration(sparse, run_label)
     figure, (explored, replaced) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for label, runs in sorted(groups.items()):
+    for group in sorted(groups, key=lambda group: (group.key, group.differs)):
+        label = group.label(group.key)
         exploration, turnover = [], []
-        for run in runs:
+        for run in group.runs:
             updates = [update for epoch in run["history"] for update in epoch.get("mask_updates", ())]
             points = {0: run["initial_density"], run["history"][-1]["step"]: run["exploration"]}
             points.update({update["step"]: update["exploration"] for update in updates})
@@ -273,7 +299,11 @@ def mask_dynamics_figure(
                  title="Exploration: in-time over-parameterisation rate")  # fmt: skip
     replaced.set(xlabel="training step", ylabel="active weights replaced (fraction)",
                  title="Turnover at each topology update")  # fmt: skip
+    several = any(group.differs for group in groups)  # long labels: legends below the axes, clear of the lines
     for axis, where in ((explored, "center right"), (replaced, "upper right")):  # clear of static's flat line
         axis.grid(alpha=0.3)
-        legend(axis, fontsize=8, loc=where)
+        if several:
+            legend(axis, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))
+        else:
+            legend(axis, fontsize=8, loc=where)
     return save(figure, out_dir, name)

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from rigl_repro.reporting import published
 from rigl_repro.reporting.figures import FIGURES
 from rigl_repro.reporting.runs import RunIndex, runs_frame, wandb_summaries
-from rigl_repro.reporting.tables import TABLES, build_table, build_table4, write_table
+from rigl_repro.reporting.tables import STAND_IN_NOTE, TABLES, build_table, build_table4, write_table
 from rigl_repro.training.session import run
 from tests.helpers import compose_config
 
@@ -42,45 +42,75 @@ def index(tmp_path):
     return RunIndex(tmp_path / "runs", "smoke")
 
 
-def test_cells_report_mean_std_missing_seeds_best_and_the_report(index):
-    write_run(index, "table2", ["variant=rigl", "masking.density=0.1"], 0, 0.90)
-    write_run(index, "table2", ["variant=rigl", "masking.density=0.1"], 1, 0.92)
-    write_run(index, "table2", ["variant=set", "masking.density=0.1"], 0, 0.80)
+@pytest.fixture
+def paper(tmp_path):
+    """Runs of the report's own settings (composed only: nothing is trained)."""
+    return RunIndex(tmp_path / "runs", "paper")
+
+
+def test_cells_report_mean_std_missing_seeds_best_and_the_report(paper):
+    write_run(paper, "table2", ["variant=rigl", "masking.density=0.1"], 0, 0.90)
+    write_run(paper, "table2", ["variant=rigl", "masking.density=0.1"], 1, 0.92)
+    write_run(paper, "table2", ["variant=set", "masking.density=0.1"], 0, 0.80)
     # A look-alike from another grid (Figure 2's learning-rate sweep) must not be counted.
-    write_run(index, "sweep_lr", ["variant=rigl", "rigl_hparams=a0.4_dt200", "train.lr=0.05", "masking.density=0.1"],
+    write_run(paper, "sweep_lr", ["variant=rigl", "rigl_hparams=a0.4_dt200", "train.lr=0.05", "masking.density=0.1"],
               0, 0.10)  # fmt: skip
-    frame = build_table(RunIndex(index.root, "smoke"), TABLES["table2"]).set_index(["variant", "density"])
+    frame = build_table(RunIndex(paper.root, "paper"), TABLES["table2"]).set_index(["variant", "density"])
     rigl, set_, static = frame.loc[("rigl", 0.1)], frame.loc[("set", 0.1)], frame.loc[("static", 0.1)]
-    assert (rigl.seeds, rigl.expected_seeds) == (2, 2)
+    assert (rigl.seeds, rigl.expected_seeds) == (2, 3)  # the paper scale runs three seeds
     assert rigl.acc_mean == pytest.approx(91.0) and rigl.acc_std == pytest.approx(math.sqrt(2))
     assert rigl.report_acc == 91.7 and rigl.acc_diff == pytest.approx(-0.7)
     assert (set_.seeds, static.seeds) == (1, 0) and math.isnan(static.acc_mean)
     assert rigl.train_flops == 0.2 and rigl.report_train_flops == "0.10"
 
 
-def test_written_tables_show_bold_best_and_missing_cells(index, tmp_path):
-    write_run(index, "table2", ["variant=rigl", "masking.density=0.1"], 0, 0.90)
-    write_run(index, "table2", ["variant=set", "masking.density=0.1"], 0, 0.80)
-    write_run(index, "table2", ["variant=set", "masking.density=0.1"], 1, 0.82)
-    paths = write_table("table2", RunIndex(index.root, "smoke"), tmp_path / "out")
+def test_written_tables_show_bold_best_and_missing_cells(paper, tmp_path):
+    write_run(paper, "table2", ["variant=rigl", "masking.density=0.1"], 0, 0.90)
+    write_run(paper, "table2", ["variant=set", "masking.density=0.1"], 0, 0.80)
+    write_run(paper, "table2", ["variant=set", "masking.density=0.1"], 1, 0.82)
+    paths = write_table("table2", RunIndex(paper.root, "paper"), tmp_path / "out")
     assert [p.suffix for p in paths] == [".md", ".tex", ".csv"]
     markdown = paths[0].read_text()
+    assert markdown.splitlines()[:3] == [  # runs of the report's WRN-22-2 on CIFAR-10: the report's comparison
+        "Table 2: WRN-22-2 on CIFAR-10", "",
+        ("| Method | 1-s=0.1: ours | 1-s=0.1: FLOPs (train, test) | 1-s=0.1: report (ours - report) | 1-s=0.2: ours "
+         "| 1-s=0.2: FLOPs (train, test) | 1-s=0.2: report (ours - report) |"),
+    ]  # fmt: skip
+    assert STAND_IN_NOTE not in markdown and paths[1].read_text().startswith(r"\begin{tabular}")
     rigl = next(line for line in markdown.splitlines() if line.startswith("| RigL |"))
-    assert "**90.0** (1/2 seeds)" in rigl and "91.7 ± 0.2 (-1.7)" in rigl
+    assert "**90.0** (1/3 seeds)" in rigl and "91.7 ± 0.2 (-1.7)" in rigl
     static = next(line for line in markdown.splitlines() if line.startswith("| Static |"))
-    assert "– (0/2 seeds)" in static
+    assert "– (0/3 seeds)" in static
     assert r"\textbf{90.0}" in paths[1].read_text()
     assert len(pd.read_csv(paths[2])) == sum(len(g) for g in TABLES["table2"].groups) * 2 + 1
 
 
-def test_table4_takes_the_trial_with_the_best_mean_validation_accuracy(index):
+def test_a_table_of_runs_of_another_dataset_and_model_says_so_and_compares_nothing(index, tmp_path):
+    """make table2 SCALE=smoke: small_cnn on digits, not the report's WRN-22-2 on CIFAR-10."""
+    write_run(index, "table2", ["variant=rigl", "masking.density=0.1"], 0, 0.90)
+    write_run(index, "table2", ["variant=set", "masking.density=0.1"], 0, 0.80)
+    markdown, latex, csv = write_table("table2", RunIndex(index.root, "smoke"), tmp_path / "out")
+    lines = markdown.read_text().splitlines()
+    assert lines[:3] == [
+        "Table 2 at smoke scale: small_cnn on digits (the paper: WRN-22-2 on CIFAR-10)", "",
+        "| Method | 1-s=0.1: ours | 1-s=0.1: FLOPs (train, test) | 1-s=0.2: ours | 1-s=0.2: FLOPs (train, test) |",
+    ]  # fmt: skip
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
+    assert rows["| RigL"] == "| RigL | **90.0** (1/2 seeds) | 0.20x, 0.10x | – (0/2 seeds) |  |"
+    assert "91.7" not in markdown.read_text() and lines[-1] == STAND_IN_NOTE  # no report value, no difference
+    assert latex.read_text().splitlines()[0] == f"% {lines[0]}"
+    frame = pd.read_csv(csv)
+    assert frame["report_acc"].isna().all() and frame["acc_diff"].isna().all() and "RigL 2x" in set(frame["row"])
+
+
+def test_table4_takes_the_trial_with_the_best_mean_validation_accuracy(paper):
     for seed, acc in ((0, 0.91), (1, 0.93)):
-        write_run(index, "table4_reference", ["variant=rigl", "masking.density=0.1"], seed, acc)
+        write_run(paper, "table4_reference", ["variant=rigl", "masking.density=0.1"], seed, acc)
     for alpha, delta_t, val in ((0.2, 50, 0.95), (0.5, 300, 0.90)):
         for seed in (0, 1):
             overrides = ["variant=rigl", "masking.density=0.1", f"masking.alpha={alpha}", f"masking.delta_t={delta_t}"]
-            write_run(index, "sweep_alpha_dt", overrides, seed, 0.8 + seed / 100, val_acc=val)
-    frame = build_table4(RunIndex(index.root, "smoke")).set_index(["initialization", "density"])
+            write_run(paper, "sweep_alpha_dt", overrides, seed, 0.8 + seed / 100, val_acc=val)
+    frame = build_table4(RunIndex(paper.root, "paper")).set_index(["initialization", "density"])
     row = frame.loc[("Random", 0.1)]
     assert (row.optimal_alpha, row.optimal_delta_t, row.trials) == (0.2, 50, 2)
     assert row.optimal_acc == pytest.approx(80.5) and row.reference_acc == pytest.approx(92.0)
@@ -126,7 +156,9 @@ def test_the_fashion_mnist_table_has_no_report_column(index, tmp_path):
     write_run(index, "fmnist_dense", ["variant=dense", "masking.density=1.0"], 0, 0.90)
     paths = write_table("fmnist", RunIndex(index.root, "smoke"), tmp_path / "out")
     lines = paths[0].read_text().splitlines()
-    assert lines[0] == "LeNet-5 on Fashion-MNIST (beyond the report)" and "report" not in lines[2]
+    assert lines[0] == ("The Fashion-MNIST table (beyond the report) at smoke scale: small_cnn on digits "
+                        "(as designed: LeNet-5 on Fashion-MNIST)")  # fmt: skip
+    assert "report" not in lines[2]
     rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
     assert "**86.0** (1/2 seeds)" in rows["| RigL"] and "**85.0** (1/2 seeds)" in rows["| RigL (ERK)"]
     assert "90.0 (1/2 seeds)" in rows["| Dense Baseline"]
@@ -139,11 +171,14 @@ def test_the_mask_dynamics_script_tables_and_plots_finished_runs(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mask_dynamics.py"), str(tmp_path)],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    rows = {line.split(" (")[0]: line.split() for line in result.stdout.splitlines() if " at 0.1 " in line}
+    # the last six columns: seeds, ever active, density (budgeted), density_all_layers, replaced first and last
+    rows = {line.split(" (")[0]: line.split()[-6:] for line in result.stdout.splitlines() if " at 0.1 " in line}
     assert set(rows) == {"static", "rigl"}  # dense explores nothing to plot
     static, rigl = rows["static"], rows["rigl"]
-    assert static[5] == static[6] and static[7:] == ["-", "-"]  # ever active == density; no updates
-    assert float(rigl[5]) > float(rigl[6]) and float(rigl[7]) > float(rigl[8]) > 0  # explored; turnover decays
+    assert static[1] == static[3] and static[4:] == ["-", "-"]  # ever active == all layers' density; no updates
+    assert float(static[2]) == float(rigl[2]) == 0.1  # budgeted: the target (to 3 decimals)
+    assert float(static[3]) > 0.1  # every masked layer: Uniform's dense first layer too
+    assert float(rigl[1]) > float(rigl[3]) and float(rigl[4]) > float(rigl[5]) > 0  # explored; turnover decays
     assert (tmp_path / "mask_dynamics.png").stat().st_size > 10_000
 
 

@@ -42,6 +42,7 @@ class EmptyIndex:
     """A RunIndex with no runs that composes nothing: the writers run without Hydra's cost."""
 
     summaries: list = []
+    scale = "paper"
 
     def __init__(self, *args, **kwargs) -> None:
         pass
@@ -50,7 +51,7 @@ class EmptyIndex:
         return Cell([], 2, {"dataset": {"name": "cifar10"}, "model": {"name": "wrn22_2"}})
 
     def compose(self, experiment, overrides=()):
-        return OmegaConf.create({"dataset": {"name": "cifar10"}})
+        return OmegaConf.create({"dataset": {"name": "cifar10"}, "model": {"name": "wrn22_2"}})
 
     def sweep_trials(self, dataset, variant, density):
         return pd.DataFrame(columns=["alpha", "delta_t", "val_acc", "test_acc", "test_std", "seeds"])

@@ -14,10 +14,11 @@ import signal
 import sys
 from pathlib import Path
 
-# OpenMP's threads spin while they wait for work (libgomp's default): beside other busy processes a run with
-# two threads on two cores then ran 1.7x slower than with one (issue 25). Passive threads sleep instead. Read
-# once, when torch loads OpenMP, so set before anything imports torch; OMP_WAIT_POLICY=ACTIVE keeps spinning.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from rigl_repro.run.openmp import choose_wait_policy
+
+# OpenMP reads how its idle threads wait once, when torch loads it: chosen by the load now, before any import
+# of torch (rigl_repro/run/openmp.py); OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment is kept.
+choose_wait_policy(os.environ)
 
 import hydra
 from hydra.core.hydra_config import HydraConfig

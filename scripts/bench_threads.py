@@ -34,10 +34,25 @@ def busy_processes(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", BUSY], env=env) for _ in range(count)]
 
 
-def timed_run(threads: str, policy: str, output_root: Path) -> dict[str, Any]:
-    """One run of ``RUN`` with ``threads`` and OpenMP wait ``policy``: its training and process seconds."""
-    env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    env["OMP_WAIT_POLICY"] = policy
+def wait_environment(wait: str) -> dict[str, str]:
+    """How OpenMP's idle threads wait, as its environment says it: ``auto`` (nothing set: ``main.py`` chooses
+    by the load it finds, ``rigl_repro.run.openmp``), ``passive`` (sleep at once), ``active``
+    (spin; libgomp's ``OMP_WAIT_POLICY=ACTIVE``: for minutes), ``spin=N`` (spin N rounds, then sleep;
+    libgomp's own default, with neither variable set, is 300000: about 3 ms)."""
+    if wait == "auto":
+        return {}
+    if wait in ("passive", "active"):
+        return {"OMP_WAIT_POLICY": wait.upper()}
+    if wait.startswith("spin=") and wait[5:].isdigit():
+        return {"GOMP_SPINCOUNT": wait[5:]}
+    raise SystemExit(f"error: --waits: {wait!r} is not auto, passive, active or spin=N")
+
+
+def timed_run(threads: str, wait: str, output_root: Path) -> dict[str, Any]:
+    """One run of ``RUN`` with ``threads`` and OpenMP's ``wait``: its training and process seconds."""
+    chosen = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    env = {key: value for key, value in os.environ.items() if key not in chosen}
+    env.update(wait_environment(wait))
     command = [sys.executable, str(ROOT / "main.py"), *RUN, f"threads={threads}", f"output_root={output_root}"]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -46,23 +61,23 @@ def timed_run(threads: str, policy: str, output_root: Path) -> dict[str, Any]:
         raise SystemExit(f"error: the run failed ({' '.join(command)}): {result.stderr.strip().splitlines()[-1:]}")
     (summary_path,) = output_root.rglob("summary.json")
     summary = json.loads(summary_path.read_text())
-    return {"threads": summary["cpu_threads"], "setting": threads, "wait_policy": policy,
+    return {"threads": summary["cpu_threads"], "setting": threads, "wait": wait,
             "train_s": summary["wall_time_s"], "process_s": seconds, "test_acc": summary["test_acc"]}  # fmt: skip
 
 
-def measure(busy: int) -> list[dict[str, Any]]:
+def measure(busy: int, threads_settings: list[str], waits: list[str]) -> list[dict[str, Any]]:
     """Every case, alone and beside ``busy`` busy processes."""
     records = []
     for load in sorted({0, busy}):
         others = busy_processes(load)
         try:
             time.sleep(1.0 if others else 0.0)  # let them start before the run does
-            for threads in ("auto", "1"):
-                for policy in ("PASSIVE", "ACTIVE"):
+            for threads in threads_settings:
+                for wait in waits:
                     with tempfile.TemporaryDirectory() as folder:
-                        record = timed_run(threads, policy, Path(folder))
+                        record = timed_run(threads, wait, Path(folder))
                     records.append({"busy_processes": load, **record})
-                    print(f"busy {load}  threads={threads} ({record['threads']})  {policy:7}  train "
+                    print(f"busy {load}  threads={threads} ({record['threads']})  {wait:12}  train "
                           f"{record['train_s']:6.1f} s  process {record['process_s']:6.1f} s  test acc "
                           f"{100 * record['test_acc']:.2f}%", flush=True)  # fmt: skip
         finally:
@@ -75,11 +90,14 @@ def measure(busy: int) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--busy", type=int, default=1, help="busy processes beside the run (default 1)")
+    parser.add_argument("--threads", default="auto,1", help="threads settings, comma-separated (default auto,1)")
+    parser.add_argument("--waits", default="auto,passive,active",
+                        help="idle OpenMP threads: auto, passive, active or spin=N (default auto,passive,active)")
     parser.add_argument("--json", type=Path, help="also write the records to this file")
     args = parser.parse_args()
     if args.busy < 0:
         parser.error("--busy must be >= 0")
-    records = measure(args.busy)
+    records = measure(args.busy, args.threads.split(","), args.waits.split(","))
     if args.json:
         args.json.write_text(json.dumps({"cores": os.cpu_count(), "records": records}, indent=1) + "\n")
 

@@ -172,9 +172,9 @@ def locate(root: Path, group: str, name: str, digest: str, legacy: str | None) -
                 return child.name
     if recorded is not None:  # another run's folder
         return folder_name(f"{name}-{digest}")
-    unfinished = (folder / legacy).is_dir() and saved_digest(folder / legacy) is None if legacy else False
-    if legacy and legacy != name and unfinished and not (folder / name).is_dir():
-        return legacy  # a run of the earlier scheme, unfinished (a finished one records its identity)
+    earlier = folder / legacy if legacy and legacy != name else None
+    if earlier is not None and earlier.is_dir() and saved_digest(earlier) is None and not (folder / name).is_dir():
+        return earlier.name  # a run of the earlier scheme, unfinished (a finished one records its identity)
     return name
 
 

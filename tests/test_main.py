@@ -174,7 +174,8 @@ runpy.run_path("{main}", run_name="__main__")
 """
 
 
-@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+# SIGINT's path through main.py is SIGTERM's; both are tested in-process (tests/training/test_preemption.py)
+@pytest.mark.parametrize("name, code", [pytest.param("SIGINT", 130, marks=pytest.mark.slow), ("SIGTERM", 143)])
 def test_ctrl_c_or_kill_saves_the_run_says_how_to_resume_in_one_line_and_the_next_start_resumes(tmp_path, name, code):
     overrides = ["dataset=digits", "train.epochs=2", "logger.mode=disabled", "threads=1", f"output_root={tmp_path}"]
     script = SIGNAL_AT_STEP.format(step=27, name=name, main=ROOT / "main.py")

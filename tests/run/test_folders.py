@@ -104,6 +104,7 @@ def test_a_lottery_ticket_reads_the_folder_its_pruning_run_trained_in(tmp_path):
     assert source == f"{tmp_path}/{pruning}"
 
 
+@pytest.mark.slow  # two trainings through main.py; the folder each command gets is tested in-process above
 def test_two_spellings_train_once(tmp_path):
     """The second command reuses the first one's run instead of training it again in another folder."""
     common = ["train.epochs=1", "logger.mode=disabled", "threads=1", f"output_root={tmp_path}"]

@@ -109,7 +109,7 @@ REQUIRED = [
 ]  # fmt: skip
 OPTIONAL = [
     "device_type", "engine.ever_active", "engine.pending_updates", "history.0.layer_densities",
-    "history.0.mask_updates", "history.0.exploration", "history.0.images_per_s",
+    "history.0.density_all_layers", "history.0.mask_updates", "history.0.exploration", "history.0.images_per_s",
 ]  # fmt: skip
 OWN_PARTS = ("rng", "engine", "epoch_in_progress", "history.0")  # written whole by the project
 TORCH_KEYS = {"optimizer.state", "optimizer.param_groups", "scheduler.last_epoch", "scheduler.base_lrs"}

@@ -43,7 +43,7 @@ def test_a_smoke_sweep_runs_every_job_under_slurm(cluster, tmp_path):
         ("rigl", 0), ("rigl", 1), ("static", 0), ("static", 1)
     ]
     logs = list((tmp_path / ".submitit").rglob("*_log.out"))
-    assert len(logs) == 4 and all("done: test accuracy" in log.read_text() for log in logs)
+    assert len(logs) == 4 and all("done: val " in log.read_text() for log in logs)
     array = {log.name.split("_")[0] for log in logs}
     assert sorted(final_states(array, env)) == ["COMPLETED"] * 4
 
@@ -71,8 +71,8 @@ def test_a_job_of_two_tasks_trains_one_run_on_two_processes(cluster, tmp_path):
     logs = sorted((tmp_path / "two" / ".submitit").rglob("*_log.out"))  # one per task: <job>_0, <job>_1
     assert [log.name.split("_")[1] for log in logs] == ["0", "1"]
     first, second = (log.read_text() for log in logs)
-    assert "rank 0 of 2 (gloo, cpu)" in first and "done: test accuracy" in first
-    assert "done: test accuracy" not in second  # rank 1 trains in silence: one log of the run
+    assert "rank 0 of 2 (gloo, cpu)" in first and "done: val " in first
+    assert "done: val " not in second  # rank 1 trains in silence: one log of the run
     assert final_states({logs[0].name.split("_")[0]}, env) == ["COMPLETED"]
 
 

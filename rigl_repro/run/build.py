@@ -34,6 +34,7 @@ from rigl_repro.run.threads import apply_thread_policy
 from rigl_repro.sparsity import SparseEngine
 from rigl_repro.sparsity.masks import weight_shapes
 from rigl_repro.sparsity.methods.base import SparseMethod
+from rigl_repro.sparsity.methods.dense import Dense
 from rigl_repro.sparsity.schedules import schedule_length
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,9 @@ def build_run(config: RunConfig, processes: Placement) -> RunParts:
     schedule = partial(learning_rate_factor, warmup_steps=recipe.warmup_steps, steps_per_epoch=plan.steps_per_epoch,
                        decay_every=recipe.decay_interval(), decay_factor=recipe.lr_decay_factor)  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    engine = SparseEngine(model, optimizer, plan.method, plan.schedule_steps, seed=seed)
+    # A small-dense run's model is already narrowed (plan.width): the engine trains it densely.
+    engine_method = plan.method if plan.width is None else Dense()
+    engine = SparseEngine(model, optimizer, engine_method, plan.schedule_steps, seed=seed)
     processes.seed_own_stream(seed)
     # Not by default under SyncBatchNorm, whose collectives torch.compile has not been seen to handle here.
     if enabled(recipe.compile, on_cuda and not processes.uses_global_batchnorm):

@@ -19,14 +19,15 @@ DISTRIBUTIONS = ("uniform", "er", "erk", "custom")
 Shapes = Mapping[str, Sequence[int]]
 
 
-def uniform_densities(shapes: Shapes, density: float) -> dict[str, float]:
+def uniform_densities(shapes: Shapes, density: float, input_layer: str | None = None) -> dict[str, float]:
     """The report's "Uniform"/"Random": every layer at ``density``, except the first, which stays dense.
 
-    As in the original authors' code, the first layer is left out of the budget: the other layers alone
-    meet the target, so the whole network is slightly denser than ``density``. A model with a single
-    masked layer has no other layer to carry the budget, so that layer is sparse.
+    As in the original authors' code, the first layer (``input_layer``, the one that reads the input; by
+    default the first of ``shapes``) is left out of the budget: the other layers alone meet the target, so
+    the whole network is slightly denser than ``density``. A model with a single masked layer has no other
+    layer to carry the budget, so that layer is sparse.
     """
-    budget = budgeted_layers("uniform", shapes)
+    budget = budgeted_layers("uniform", shapes, input_layer)
     return {name: (density if name in budget else 1.0) for name in shapes}
 
 
@@ -88,11 +89,13 @@ def layer_densities(
     *,
     erk_power_scale: float = 1.0,
     custom_densities: Mapping[str, float] | None = None,
+    input_layer: str | None = None,
 ) -> dict[str, float]:
-    """Per-layer densities for one of ``DISTRIBUTIONS`` at the global ``density``."""
+    """Per-layer densities for one of ``DISTRIBUTIONS`` at the global ``density`` (``input_layer``: Uniform's
+    dense first layer, by default the first of ``shapes``)."""
     require_choice("masking.distribution", distribution, DISTRIBUTIONS)
     if distribution == "uniform":
-        return uniform_densities(shapes, density)
+        return uniform_densities(shapes, density, input_layer)
     if distribution == "er":
         return erdos_renyi_densities(shapes, density, with_kernel=False)
     if distribution == "erk":
@@ -100,10 +103,15 @@ def layer_densities(
     return validate_custom_densities(shapes, custom_densities)
 
 
-def budgeted_layers(distribution: str, shapes: Shapes) -> list[str]:
-    """The layers whose weights count towards the density target (Uniform leaves out the first)."""
+def budgeted_layers(distribution: str, shapes: Shapes, input_layer: str | None = None) -> list[str]:
+    """The layers whose weights count towards the density target: Uniform leaves out the first,
+    ``input_layer`` (the one that reads the input, ``rigl_repro.sparsity.tracing``), by default the first of
+    ``shapes``."""
     names = list(shapes)
-    return names[1:] if distribution == "uniform" and len(names) > 1 else names
+    if distribution != "uniform" or len(names) < 2:
+        return names
+    first = input_layer if input_layer in shapes else names[0]
+    return [name for name in names if name != first]
 
 
 def nonzero_counts(shapes: Shapes, densities: Mapping[str, float]) -> dict[str, int]:

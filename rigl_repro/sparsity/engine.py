@@ -38,6 +38,7 @@ a layer's weights that have been active at least once so far).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,15 +46,38 @@ import torch
 from torch import nn
 
 from rigl_repro.errors import START_AFRESH, ConfigError
-from rigl_repro.sparsity.masks import SparseLayer, attach_masks, excluding, restricted_to, top_k_mask
+from rigl_repro.sparsity.masks import (
+    DEFAULT_POLICY,
+    MaskPolicy,
+    SparseLayer,
+    attach_masks,
+    excluding,
+    restricted_to,
+    sparsifiable_weights,
+    top_k_mask,
+)
 from rigl_repro.sparsity.methods.base import SparseMethod
+from rigl_repro.sparsity.tracing import input_layer
+
+# Above this fraction of the model's parameters left dense (outside the density budget), the engine warns:
+# the density it reports would then say little about the model.
+DENSE_SHARE_WARNING = 0.1
+
+
+class DenseWeightsWarning(UserWarning):
+    """Much of the model stays dense: its density is far above the budgeted density the engine reports."""
 
 
 class SparseEngine:
-    """Masks for ``model``'s conv and linear weights, kept exact under ``method``.
+    """Masks for the weight matrices of ``model`` that ``policy`` covers, kept exact under ``method``.
 
-    ``total_steps`` is the length that the method's schedules are fractions of (T_end, the pruning window):
-    the run's step count, or the report code's count, ``rigl_repro.sparsity.schedules.schedule_length``.
+    ``total_steps`` (required) is the length, in steps, that the method's schedules are fractions of (T_end,
+    the pruning window): for a run of E epochs of S optimizer steps each, ``E * S``
+    (``rigl_repro.sparsity.schedules.steps_for(E, S)``); the report's CIFAR runs count examples seen over the
+    batch size instead (``schedule_length(250, 45_000, 128)`` = 87,890.6). ``policy``: which weights take part
+    (default: every Linear, Conv1d/2d/3d, Embedding and MultiheadAttention weight matrix). Uniform keeps dense
+    the masked weight that reads the input: ``first_layer`` names it, else a forward pass on ``example_input``
+    finds it, else a symbolic trace of the model does, else the first weight registered.
     """
 
     def __init__(
@@ -63,14 +87,32 @@ class SparseEngine:
         method: SparseMethod,
         total_steps: float,
         seed: int = 0,
+        *,
+        policy: MaskPolicy = DEFAULT_POLICY,
+        first_layer: str | None = None,
+        example_input: Any = None,
     ) -> None:
         if isinstance(total_steps, bool) or not isinstance(total_steps, (int, float)) or not total_steps >= 1:
-            raise ConfigError(f"total training steps must be a number >= 1, got {total_steps!r}")
+            raise ConfigError(
+                f"total training steps must be a number >= 1, got {total_steps!r}: the schedule length is the run's "
+                "epochs x optimizer steps per epoch (rigl_repro.sparsity.schedules.steps_for)"
+            )
+        refusal = method.engine_refusal()
+        if refusal:
+            raise ConfigError(refusal)
         self.model, self.optimizer, self.method = model, optimizer, method
         device = next(model.parameters()).device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
-        self.layers: list[SparseLayer] = attach_masks(model) if method.masked else []
+        self.layers: list[SparseLayer] = attach_masks(model, policy) if method.masked else []
+        if self.layers:
+            names = [layer.name for layer in self.layers]
+            if first_layer is not None and first_layer not in names:
+                raise ConfigError(f"first_layer={first_layer!r} is not a masked weight; the masked weights are: "
+                                  f"{', '.join(names)}")  # fmt: skip
+            if first_layer is None and getattr(method, "distribution", None) == "uniform":
+                first_layer = input_layer(model, sparsifiable_weights(model, policy), example_input)
+            method.input_layer = first_layer
         self.step_count = 0
         self.last_update: list[tuple[int, int]] = []  # (dropped, grown) per layer at the latest update
         # (first step, active count per layer) for every topology the run has had: read by FLOP accounting.
@@ -92,15 +134,42 @@ class SparseEngine:
         # (step after the update, active counts before it, device counts: replaced per layer then ever active
         # per layer), read by ``read_mask_updates``.
         self.pending_updates: list[tuple[int, list[int], torch.Tensor]] = []
+        self._warn_if_mostly_dense()
+
+    def _warn_if_mostly_dense(self) -> None:
+        left_dense = 1.0 - self.budgeted_size() / max(1, sum(p.numel() for p in self.model.parameters()))
+        if self.method.masked and left_dense > DENSE_SHARE_WARNING:
+            warnings.warn(
+                f"{100 * left_dense:.0f}% of the model's parameters stay dense (outside the density budget: "
+                f"biases, normalisation, weights the mask policy leaves out or Uniform's first layer); the model's "
+                f"density is {self.model_density():.4f}, its budgeted weights' {self.budgeted_density():.4f}",
+                DenseWeightsWarning,
+                stacklevel=3,
+            )
 
     # ------------------------------------------------------------------ the per-step path
-    def step(self) -> bool:
+    def step(self, scaler: torch.amp.GradScaler | None = None) -> bool:
         """One training step after ``backward()``: returns True when it updated the topology instead of
-        stepping the optimizer."""
+        stepping the optimizer.
+
+        With mixed precision, pass the ``GradScaler`` (this replaces ``scaler.step(optimizer)``; call
+        ``scaler.update()`` after it as usual): the gradients are unscaled first, and a step whose gradients
+        hold an inf or NaN is skipped as the scaler skips it: it neither steps the optimizer nor counts as a
+        step of the method's schedule, so it is never a topology update.
+        """
+        optimizer_step = self.optimizer.step
+        if scaler is not None and scaler.is_enabled():
+            scaler.unscale_(self.optimizer)
+            # One read of the device, which scaler.step makes anyway; the private accessor is the one
+            # GradScaler itself uses between unscale_ and step.
+            if sum(found.item() for found in scaler._found_inf_per_device(self.optimizer).values()):
+                scaler.step(self.optimizer)  # skips, and records the skip for scaler.update()
+                return False
+            optimizer_step = lambda: scaler.step(self.optimizer)  # noqa: E731
         step = self.step_count
         self.step_count += 1
         if not self.layers:
-            self.optimizer.step()
+            optimizer_step()
             return False
         grads = [layer.weight.grad for layer in self.layers]
         self.method.observe_gradients(grads)
@@ -108,7 +177,7 @@ class SparseEngine:
             self.update_topology(step)
             return True
         if self.method.dense_optimizer_state():
-            self.optimizer.step()
+            optimizer_step()
             with torch.no_grad():
                 torch._foreach_mul_([layer.weight for layer in self.layers], self.gradient_masks)
             return False
@@ -116,7 +185,7 @@ class SparseEngine:
         if present:
             masked_grads, masks = zip(*present)
             torch._foreach_mul_(list(masked_grads), list(masks))
-        self.optimizer.step()
+        optimizer_step()
         return False
 
     # ------------------------------------------------------------------ topology updates
@@ -177,6 +246,24 @@ class SparseEngine:
         if not chosen:
             return 1.0
         return sum(layer.n_active for layer in chosen) / sum(layer.size for layer in chosen)
+
+    def budgeted_size(self) -> int:
+        """Weights in the density budget (the layers the method's distribution spreads the target over)."""
+        budget = set(self.method.budget([layer.name for layer in self.layers]))
+        return sum(layer.size for layer in self.layers if layer.name in budget)
+
+    def budgeted_density(self) -> float:
+        """Active fraction of the budgeted weights: the density the method was asked for (within one weight per
+        layer); 1.0 for an unmasked model."""
+        budget = self.method.budget([layer.name for layer in self.layers])
+        return self.overall_density(budget) if self.layers else 1.0
+
+    def model_density(self) -> float:
+        """Non-zero fraction of all the model's parameters, counting every unmasked one (biases, normalisation,
+        weights left out) as dense."""
+        total = sum(p.numel() for p in self.model.parameters())
+        masked = sum(layer.size for layer in self.layers)
+        return (total - masked + sum(self.active_counts())) / total
 
     def read_mask_updates(self) -> list[dict[str, Any]]:
         """The topology updates since the last call, reading the device once: for each, the step after it,

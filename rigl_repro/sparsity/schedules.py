@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rigl_repro.errors import ConfigError
+
 UPDATE_TIMINGS = ("report_code", "google")
 DROP_ROUNDINGS = ("ceil", "floor")
 
@@ -28,6 +30,17 @@ def schedule_length(epochs: int, train_size: int, batch_size: int) -> float:
     examples seen / batch size (45,000 x 250 / 128 = 87,890.6 for CIFAR; the last, partial batch of an
     epoch counts only in part). The run itself takes ``epochs * ceil(train_size / batch_size)`` steps."""
     return epochs * train_size / batch_size
+
+
+def steps_for(epochs: int, steps_per_epoch: int) -> int:
+    """The schedule length of a run of your own, for ``SparseEngine(total_steps=...)``: the optimizer steps it
+    takes, ``epochs * steps_per_epoch`` (``steps_per_epoch = len(train_loader)``, counting a last partial batch,
+    divided by the gradient-accumulation steps if any). T_end and the pruning window are fractions of it; the
+    report's runs use ``schedule_length`` instead, which counts examples seen over the batch size."""
+    for option, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{option} must be a whole number >= 1, got {value!r}")
+    return epochs * steps_per_epoch
 
 
 def end_step(length: float, fraction: float) -> int:

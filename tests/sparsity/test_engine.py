@@ -22,6 +22,9 @@ CONFIGS = {
     path.stem: OmegaConf.to_container(compose_config(f"masking={path.stem}").masking, resolve=True)
     for path in sorted(CONF.glob("*.yaml"))
 }
+# The engine refuses small-dense, which changes the model rather than its masks (tests/sparsity/test_policy.py);
+# the trainer runs the narrowed model with the dense method (tests/training/test_trainer.py).
+ENGINE_STEMS = [stem for stem, config in CONFIGS.items() if config["name"] != "small_dense"]
 # Options some methods need to run in a 400-step test.
 RUN_OPTIONS = {"pruning": {"start_fraction": 0.1, "end_fraction": 0.8}}
 
@@ -51,7 +54,7 @@ def optimizer_state_tensors(opt, weight):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-@pytest.mark.parametrize("stem", list(CONFIGS))
+@pytest.mark.parametrize("stem", ENGINE_STEMS)
 def test_hundreds_of_updates_keep_every_invariant(stem, optimizer, masking_for):
     masking = masking_for(stem, density=0.2, delta_t=1, alpha=0.5)
     model, opt, engine = make_run(masking, total_steps=400, optimizer=optimizer)
@@ -102,7 +105,7 @@ def test_hundreds_of_updates_keep_every_invariant(stem, optimizer, masking_for):
         assert updates > 200 and engine.overall_density() == pytest.approx(0.2, abs=0.01)
 
 
-@pytest.mark.parametrize("stem", list(CONFIGS))
+@pytest.mark.parametrize("stem", ENGINE_STEMS)
 def test_masks_change_only_for_methods_that_update(stem, masking_for):
     model, opt, engine = make_run(masking_for(stem, density=0.2, delta_t=5), total_steps=100)
     start = [layer.mask.clone() for layer in engine.layers]
@@ -204,7 +207,10 @@ def test_dense_method_attaches_no_masks_and_only_steps_the_optimizer():
 def test_every_registered_method_has_a_config_checked_here():
     from rigl_repro.sparsity import available_methods
 
-    assert set(available_methods()) <= {config["name"] for config in CONFIGS.values()}
+    # a preset (rigl_sg) has its own file, which composes to the method it presets
+    assert set(available_methods()) <= set(CONFIGS)
+    for name, method in available_methods().items():
+        assert CONFIGS[name]["name"] == (method.variant_of or name)
 
 
 def test_gradient_masks_share_the_layout_of_channels_last_gradients():

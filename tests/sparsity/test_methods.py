@@ -276,7 +276,9 @@ def test_small_dense_width_matches_the_parameter_budget():
     width = method.width_multiplier(count)
     assert abs(count(width) - 0.1 * count(1.0)) / count(1.0) < 0.01
     assert width_for_density(lambda w: round(1000 * w * w), 0.25) == pytest.approx(0.5, abs=1e-3)
-    model, opt, engine = make_run({"name": "small_dense", "density": 0.1}, total_steps=5, model=small_cnn(width=width))
+    with pytest.raises(ConfigError, match="small_dense changes the model, not its masks"):
+        make_run({"name": "small_dense", "density": 0.1}, total_steps=5, model=small_cnn(width=width))
+    model, opt, engine = make_run({"name": "dense"}, total_steps=5, model=small_cnn(width=width))  # as the trainer
     assert engine.layers == []
 
 

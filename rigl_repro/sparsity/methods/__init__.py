@@ -55,16 +55,20 @@ def canonical_masking(masking: Mapping[str, Any]) -> dict[str, Any]:
     Runs are matched by their configuration (``rigl_repro.run.identity.run_identity``). Summaries and
     checkpoints written before each method took only its own options hold every method's node with all the
     shared keys (a dense run's ``alpha``, a static run's ``redistribution``), which meant nothing for it; both
-    layouts of one run give the same dict here. A key the node lacks stays missing, never filled with today's
-    default: a run recorded before an option existed was trained without it, so it is not today's run. A node
-    naming no known method is returned as it is.
+    layouts of one run give the same dict here, and so do a preset's name and the method it presets
+    (``rigl_sg`` and ``rigl`` with ``redistribution: grad``). A key the node lacks stays missing, never filled
+    with today's default: a run recorded before an option existed was trained without it, so it is not today's
+    run. A node naming no known method is returned as it is.
     """
     methods = available_methods()
     name = masking.get("name")
     if name not in methods:
         return dict(masking)
-    options = methods[name].option_defaults()
-    return {"name": name, **{option: masking[option] for option in options if option in masking}}
+    method = methods[name]
+    options = method.option_defaults()
+    # A preset (``rigl_sg``) is the run of the method it presets, spelled either way.
+    same_run = {"name": method.variant_of or name}
+    return {**same_run, **{option: masking[option] for option in options if option in masking}}
 
 
 __all__ = [

@@ -115,6 +115,11 @@ class SparseMethod:
     """
 
     name: ClassVar[str] = ""
+    # The masked weight that reads the model's input (Uniform keeps it dense): set by the engine before
+    # ``setup`` from a forward pass; None means the first layer registered, as for the report's models.
+    input_layer: ClassVar[str | None] = None
+    # A preset of another method (RigL-SG is RigL with one option fixed): runs are identified by that method.
+    variant_of: ClassVar[str | None] = None
     masked: ClassVar[bool] = False  # True: masks on every conv/linear weight (the layer-wise distributions)
     # When the method needs the dense gradient (a dense weight-gradient pass, f_D, for FLOP accounting):
     # "never", "update_steps" (RigL) or "every_step" (SNFS).
@@ -211,6 +216,10 @@ class SparseMethod:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
 
+    def engine_refusal(self) -> str | None:
+        """Why the engine cannot run this method (one line saying what to do instead), or None."""
+        return None
+
     # ---------------------------------------------------------------- model shape
     def width_multiplier(self, count_weights: Callable[[float], int]) -> float | None:
         """Width multiplier of the model this method trains (None: the model as configured).
@@ -269,7 +278,7 @@ class LayerwiseDistribution(TargetDensity):
             saved = self.source_summary().get("budgeted_layers")
             if saved is not None:
                 return [name for name in names if name in set(saved)]
-        return budgeted_layers(self.distribution, {name: () for name in names})
+        return budgeted_layers(self.distribution, {name: () for name in names}, self.input_layer)
 
     def target_densities(self) -> dict[str, float]:
         """Per-layer densities of the layer-wise distribution at ``density`` for the bound model."""
@@ -283,6 +292,7 @@ class LayerwiseDistribution(TargetDensity):
             self.density,
             erk_power_scale=self.erk_power_scale,
             custom_densities=self.custom_density_map(list(shapes)),
+            input_layer=self.input_layer,
         )
 
     def custom_density_map(self, names: Sequence[str]) -> Mapping[str, float] | None:

@@ -49,6 +49,12 @@ class SmallDense(TargetDensity):
         super().__post_init__()
         require_choice("masking.width_rule", self.width_rule, WIDTH_RULES)
 
+    def engine_refusal(self) -> str:
+        return (
+            "small_dense changes the model, not its masks: build the narrower model yourself (every channel "
+            f"count x sqrt(density) = x {math.sqrt(self.density):.4f}) and train it densely, with the method 'dense'"
+        )
+
     def width_multiplier(self, count_weights: Callable[[float], int]) -> float:
         if self.width_rule == "sqrt":
             return math.sqrt(self.density)

@@ -3,7 +3,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo demo-seeds dynamics test test-slow bench bench-distributed bench-topology bench-threads test-slurm gpu-wheels gpu-check gpu-rehearse \
+.PHONY: install demo demo-seeds dynamics test test-slow bench bench-distributed bench-topology bench-threads bench-inference test-slurm gpu-wheels gpu-check gpu-rehearse \
 	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist
 
 ## Install: keep an installed torch and torchvision that import together (a GPU machine's own), else install
@@ -80,6 +80,12 @@ bench-topology:
 ## (BENCH_ARGS, e.g. "--busy 1 --json threads.json"; on an otherwise idle machine).
 bench-threads:
 	$(PYTHON) scripts/bench_threads.py $(BENCH_ARGS)
+
+BENCH_INFERENCE_JSON ?= outputs/bench_inference.json
+
+## Sparse inference on the CPU (docs/benchmarks.md): masked dense models vs CSR Linears, records in BENCH_INFERENCE_JSON.
+bench-inference:
+	$(PYTHON) scripts/bench_inference.py --json $(BENCH_INFERENCE_JSON)
 
 # ---------------------------------------------------------------------------------------------------------------
 # The GPU check (docs/benchmarks.md, "Checking a GPU machine"). The GPU machines come with Python 3.12, torch and

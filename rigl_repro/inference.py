@@ -1,0 +1,236 @@
+"""Sparse models that run faster at inference: masked ``nn.Linear`` layers recomputed with CSR weights.
+
+A model trained with masks (``weight_mask`` buffers, ``rigl_repro.sparsity.masks``) still computes with dense
+weight matrices, mostly zeros, so it is no faster than the dense model. ``sparsify_for_inference`` replaces each
+``nn.Linear`` whose weight is sparse enough by a ``CsrLinear``, which keeps only the non-zero weights in torch's
+CSR layout and multiplies with a sparse-dense product, where timing at the batch size the model will serve shows
+it faster than the dense product; elsewhere the dense Linear stays. Whether CSR pays off depends on the layer's
+shape and density, the number of rows it sees at once (batch x tokens) and the threads, so the decision is
+measured per layer rather than guessed from the density.
+
+The product form: for an input ``x`` of shape (rows, in) and a CSR weight ``W`` of shape (out, in),
+``torch.addmm(bias[:, None], W, x.T.contiguous()).T`` (CSR times a row-major dense matrix, then a transposed view)
+was the fastest form measured here: ``x @ W.T`` with ``W.T`` in CSR (a CSR right operand) was 4-10x slower
+than the dense product, and ``torch.sparse.mm`` with a separate bias add up to 2x slower than ``addmm`` on
+transformer-sized inputs. The output is a transposed view; the next CsrLinear's ``x.T.contiguous()`` then
+costs nothing.
+
+Convolutions stay dense: convolution as unfold (im2col) followed by a CSR product was measured 4-10x slower
+than torch's dense convolution at batch 32 on this CPU, because the unfolded input is k*k times larger than the
+input and the dense convolution kernels (oneDNN) are far better tuned than the generic CSR product. Speeding up
+sparse convolutions needs direct sparse convolution kernels or structured sparsity (docs/benchmarks.md,
+"Sparse inference on the CPU").
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+DENSE = "dense"
+CSR = "csr"
+LAYOUTS = (DENSE, CSR)
+# torch warns once per process that its CSR support is in beta; the products used here are tested.
+_BETA_WARNING = "Sparse CSR tensor support is in beta state"
+
+
+@dataclass(frozen=True)
+class LayerDecision:
+    """What ``sparsify_for_inference`` chose for one ``nn.Linear``: ``name`` (its module name), ``shape``
+    (out_features, in_features), ``density`` (the share of non-zero weights), ``rows`` (rows of the timed input,
+    batch x tokens), the median milliseconds of the dense and the CSR product (NaN where the layout was forced,
+    nothing timed) and the ``layout`` chosen (``"dense"`` or ``"csr"``)."""
+
+    name: str
+    shape: tuple[int, int]
+    density: float
+    rows: int
+    dense_ms: float
+    sparse_ms: float
+    layout: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def effective_weight(linear: nn.Linear) -> torch.Tensor:
+    """The weight the layer computes with: its weight times its ``weight_mask`` where it has one (a masked
+    model keeps inactive weights at zero, but the mask is the authority), else the weight as it is, whose zeros
+    then give the sparsity."""
+    weight = linear.weight.detach()
+    mask = getattr(linear, "weight_mask", None)
+    if isinstance(mask, torch.Tensor) and mask.shape == weight.shape:
+        weight = weight * mask.to(weight.dtype)
+    return weight
+
+
+class CsrLinear(nn.Module):
+    """``nn.Linear`` for inference with its weight in CSR layout (only the non-zero weights and their
+    indices): ``y = x W^T + b`` as ``(W x^T + b[:, None])^T``, the fastest CSR form measured (module docstring).
+
+    Inputs may have leading dimensions (batch, tokens, ...): they are flattened to rows and restored. No
+    gradients (the CSR weight is a buffer): use it in eval mode under ``torch.no_grad``/``inference_mode``.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_BETA_WARNING)
+            self.register_buffer("weight", weight.detach().to_sparse_csr())
+        self.register_buffer("bias_column", None if bias is None else bias.detach().reshape(-1, 1).clone())
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> CsrLinear:
+        """The layer computing what ``linear`` (with its mask) computes."""
+        return cls(effective_weight(linear), linear.bias)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.weight.values().numel())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        leading = x.shape[:-1]
+        columns = x.reshape(-1, self.in_features).t().contiguous()  # (in, rows), row-major
+        if self.bias_column is None:
+            out = torch.mm(self.weight, columns)
+        else:
+            out = torch.addmm(self.bias_column, self.weight, columns)
+        return out.t().reshape(*leading, self.out_features)
+
+    def extra_repr(self) -> str:
+        density = self.nnz / max(1, self.out_features * self.in_features)
+        return f"in_features={self.in_features}, out_features={self.out_features}, density={density:.4f}"
+
+
+def median_ms(fn: Callable[[], Any], warmup: int = 3, repeats: int = 10) -> float:
+    """Median wall-clock milliseconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls (the median
+    resists the outliers another process on the machine causes)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def _input_rows(model: nn.Module, example_input: torch.Tensor, names: list[str]) -> dict[str, int]:
+    """Rows (product of the leading dimensions) of each named Linear's input in one forward pass."""
+    modules = dict(model.named_modules())
+    rows: dict[str, int] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:  # returns None: the input stays as it is
+            rows.setdefault(name, math.prod(args[0].shape[:-1]))
+
+        return hook
+
+    hooks = [modules[name].register_forward_pre_hook(record(name)) for name in names]
+    try:
+        with torch.inference_mode():
+            model(example_input)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return rows
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def _forced_layout(force: str | Mapping[str, str] | None, name: str) -> str | None:
+    layout = force.get(name) if isinstance(force, Mapping) else force
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"force={layout!r} for {name!r}: choose one of {', '.join(LAYOUTS)}")
+    return layout
+
+
+def sparsify_for_inference(
+    model: nn.Module,
+    batch_size: int,
+    threads: int | None = None,
+    *,
+    example_input: torch.Tensor | None = None,
+    force: str | Mapping[str, str] | None = None,
+    min_gain: float = 0.05,
+    max_density: float = 0.5,
+    warmup: int = 3,
+    repeats: int = 10,
+    inplace: bool = False,
+    seed: int = 0,
+) -> tuple[nn.Module, list[LayerDecision]]:
+    """``model`` (a copy, unless ``inplace``) with every ``nn.Linear`` that computes faster in CSR layout at
+    ``batch_size`` replaced by a ``CsrLinear``, and one ``LayerDecision`` per Linear, in module order.
+
+    Each Linear is timed alone, dense against CSR, on a random input of its own width (``warmup`` calls, then
+    the median of ``repeats``), with ``threads`` torch threads if given (restored afterwards): the thread count
+    the model will run with changes which product is faster. The input's rows are ``batch_size``, or, with
+    ``example_input`` (one batch as the model takes it), the rows each Linear really sees, e.g. batch x tokens
+    in a transformer. CSR is chosen where it is at least ``min_gain`` (a share) faster, so timing noise does
+    not flip layers that are even. Layers denser than ``max_density`` stay dense untimed (CSR's indices then
+    cost more than the zeros it skips). ``force``: ``"dense"`` or ``"csr"`` for every Linear, or a mapping from
+    module names to layouts, decided without timing. The model is put in eval mode; outputs equal the masked
+    dense model's up to the summation order of floating point.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    converted = model if inplace else copy.deepcopy(model)
+    converted.eval()
+    linears = [(name, module) for name, module in converted.named_modules() if type(module) is nn.Linear]
+    names = [name for name, _ in linears]
+    rows = _input_rows(converted, example_input, names) if example_input is not None else {}
+    previous_threads = torch.get_num_threads()
+    generator = torch.Generator().manual_seed(seed)
+    decisions: list[LayerDecision] = []
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        for name, linear in linears:
+            weight = effective_weight(linear)
+            density = float(torch.count_nonzero(weight)) / max(1, weight.numel())
+            n_rows = rows.get(name, batch_size)
+            layout = _forced_layout(force, name)
+            dense_ms = sparse_ms = math.nan
+            if layout is None and density > max_density:
+                layout = DENSE
+            if layout is None:
+                candidate = CsrLinear(weight, linear.bias)
+                x = torch.randn(n_rows, linear.in_features, generator=generator, dtype=weight.dtype)
+                x = x.to(weight.device)
+                with torch.inference_mode():
+                    dense_ms = median_ms(lambda: linear(x), warmup, repeats)
+                    sparse_ms = median_ms(lambda: candidate(x), warmup, repeats)
+                layout = CSR if sparse_ms < dense_ms * (1.0 - min_gain) else DENSE
+            if layout == CSR:
+                _set_submodule(converted, name, CsrLinear(weight, linear.bias))
+            decisions.append(LayerDecision(name, (linear.out_features, linear.in_features), density, n_rows,
+                                           dense_ms, sparse_ms, layout))  # fmt: skip
+    finally:
+        torch.set_num_threads(previous_threads)
+    return converted, decisions
+
+
+def max_relative_error(reference: torch.Tensor, output: torch.Tensor) -> float:
+    """max |output - reference| / max |reference| (0 when both are all zeros)."""
+    scale = reference.abs().max().item()
+    diff = (output - reference).abs().max().item()
+    return diff / scale if scale > 0 else diff
+
+
+__all__ = [
+    "CSR", "CsrLinear", "DENSE", "LayerDecision", "effective_weight", "max_relative_error", "median_ms",
+    "sparsify_for_inference",
+]  # fmt: skip

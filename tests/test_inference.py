@@ -1,0 +1,95 @@
+"""Sparse inference (rigl_repro.inference): converted models compute what the masked dense ones do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from rigl_repro.inference import CsrLinear, max_relative_error, sparsify_for_inference
+from rigl_repro.models.examples import mlp, vit
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ["model", "density", "batch", "threads", "dense_ms", "sparse_ms", "speedup", "max_rel_error"]
+
+
+def masked(model: nn.Module, density: float = 0.1, seed: int = 0) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                mask = torch.rand(module.weight.shape, generator=generator) < density
+                module.register_buffer("weight_mask", mask)
+                module.weight.mul_(mask)
+    return model.eval()
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if type(module) is nn.Linear]
+
+
+@pytest.mark.parametrize("build, shape", [(lambda: mlp(hidden=(48, 32)), (3, 1, 28, 28)),
+                                          (lambda: vit(dim=32, depth=2, heads=2, patch=7), (3, 1, 28, 28))])
+def test_converted_models_equal_the_masked_dense_models(build, shape):
+    torch.manual_seed(0)
+    model = masked(build())
+    x = torch.randn(*shape)
+    converted, decisions = sparsify_for_inference(model, batch_size=3, force="csr")
+    assert [d.name for d in decisions] == linear_names(model)
+    assert all(isinstance(converted.get_submodule(d.name), CsrLinear) for d in decisions)
+    with torch.inference_mode():
+        assert max_relative_error(model(x), converted(x)) <= 1e-5
+
+
+def test_a_linear_takes_leading_token_dimensions():
+    torch.manual_seed(0)
+    model = masked(nn.Sequential(nn.Linear(16, 24), nn.GELU(), nn.Linear(24, 8)))
+    converted, _ = sparsify_for_inference(model, batch_size=2, force={"0": "csr", "2": "csr"})
+    x = torch.randn(2, 5, 16)
+    with torch.inference_mode():
+        out = converted(x)
+        assert out.shape == (2, 5, 8)
+        assert max_relative_error(model(x), out) <= 1e-5
+
+
+def test_forced_layouts_and_zeros_without_a_mask():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 4)).eval()
+    with torch.no_grad():
+        model[0].weight[torch.rand(10, 12) > 0.2] = 0  # sparsity from the zeros alone, no weight_mask
+    converted, decisions = sparsify_for_inference(model, batch_size=4, force={"0": "csr", "2": "dense"})
+    assert isinstance(converted[0], CsrLinear) and converted[0].weight.layout == torch.sparse_csr
+    assert converted[0].nnz == int(torch.count_nonzero(model[0].weight))
+    assert type(converted[2]) is nn.Linear and type(model[0]) is nn.Linear  # the original is untouched
+    assert [d.layout for d in decisions] == ["csr", "dense"]
+    x = torch.randn(4, 12)
+    with torch.inference_mode():
+        assert max_relative_error(model(x), converted(x)) <= 1e-5
+
+
+def test_timed_decisions_record_every_linear():
+    torch.manual_seed(0)
+    model = masked(vit(dim=16, depth=1, heads=2, patch=7))
+    x = torch.randn(2, 1, 28, 28)
+    converted, decisions = sparsify_for_inference(model, 2, threads=1, example_input=x, warmup=1, repeats=2)
+    assert [d.name for d in decisions] == linear_names(model)
+    assert all(d.layout in ("dense", "csr") and d.dense_ms > 0 and d.sparse_ms > 0 for d in decisions)
+    assert {d.rows for d in decisions if d.name.startswith("blocks")} == {2 * 17}  # batch x (16 patches + cls)
+    with torch.inference_mode():
+        assert max_relative_error(model(x), converted(x)) <= 1e-5
+
+
+def test_the_benchmark_writes_its_records(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_inference.py"), "--quick", "--models", "mlp,vit",
+                    "--densities", "0.1", "--json", str(out)], check=True, env=env, cwd=ROOT, capture_output=True)
+    records = json.loads(out.read_text())
+    assert len(records) == 2 and all(list(record) == KEYS for record in records)
+    assert all(record["max_rel_error"] <= 1e-5 for record in records)

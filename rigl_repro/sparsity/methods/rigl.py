@@ -26,38 +26,35 @@ class RigL(DropAndGrow):
         return torch.zeros_like(layer.weight) if grad is None else grad.abs()
 
 
+class RigLPreset(RigL):
+    """RigL with its redistribution fixed by the preset's name; another redistribution is refused."""
+
+    name = ""  # not a method of its own: its subclasses are
+    variant_of: ClassVar[str] = "rigl"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        preset = type(self).__dataclass_fields__["redistribution"].default
+        if self.redistribution != preset:
+            raise ConfigError(
+                f"masking.redistribution={self.redistribution!r} contradicts method {self.name!r}, which is RigL "
+                f"with redistribution {preset!r}; use method 'rigl' for another redistribution"
+            )
+
+
 @dataclass(kw_only=True, eq=False)
-class RigLSG(RigL):
+class RigLSG(RigLPreset):
     """RigL-SG (report, 6.2): RigL whose per-layer drop and grow counts are redistributed by each layer's mean
     sparse gradient; the same run as ``rigl`` with ``redistribution: grad`` (``conf/masking/rigl_sg.yaml``)."""
 
     name = "rigl_sg"
-    variant_of: ClassVar[str] = "rigl"
     redistribution: str = "grad"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_variant(self, "grad")
 
 
 @dataclass(kw_only=True, eq=False)
-class RigLSM(RigL):
+class RigLSM(RigLPreset):
     """RigL-SM (report, 6.2): RigL with its counts redistributed by each layer's mean momentum; the same run
     as ``rigl`` with ``redistribution: momentum`` (``conf/masking/rigl_sm.yaml``)."""
 
     name = "rigl_sm"
-    variant_of: ClassVar[str] = "rigl"
     redistribution: str = "momentum"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_variant(self, "momentum")
-
-
-def require_variant(method: RigL, redistribution: str) -> None:
-    """Refuse a redistribution that contradicts the variant's name, in one line."""
-    if method.redistribution != redistribution:
-        raise ConfigError(
-            f"masking.redistribution={method.redistribution!r} contradicts method {method.name!r}, which is RigL "
-            f"with redistribution {redistribution!r}; use method 'rigl' for another redistribution"
-        )

@@ -38,6 +38,7 @@ a layer's weights that have been active at least once so far).
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -114,6 +115,7 @@ class SparseEngine:
                 first_layer = input_layer(model, sparsifiable_weights(model, policy), example_input)
             method.input_layer = first_layer
         self.step_count = 0
+        self._took_over_optimizer = False
         self.last_update: list[tuple[int, int]] = []  # (dropped, grown) per layer at the latest update
         # (first step, active count per layer) for every topology the run has had: read by FLOP accounting.
         self.topology_log: list[tuple[int, list[int]]] = []
@@ -157,7 +159,42 @@ class SparseEngine:
         hold an inf or NaN is skipped as the scaler skips it: it neither steps the optimizer nor counts as a
         step of the method's schedule, so it is never a topology update.
         """
-        optimizer_step = self.optimizer.step
+        if self._took_over_optimizer:
+            raise RuntimeError(
+                "this engine has taken over optimizer.step() (take_over_optimizer_step): call optimizer.step(), "
+                "not engine.step()"
+            )
+        return self._step(self.optimizer.step, scaler)
+
+    def take_over_optimizer_step(self) -> None:
+        """Make ``optimizer.step(closure=None)`` do what ``step()`` does, for training loops that step the
+        optimizer themselves (PyTorch Lightning, the Hugging Face ``Trainer``: ``rigl_repro.integrations``).
+
+        The closure, when given, runs first, with gradients on, as ``torch.optim`` runs it (Lightning computes
+        the loss and its backward inside it); a closure that returns None (a skipped batch) skips the step. A
+        ``GradScaler`` that wraps the optimizer calls this step only for finite gradients, already unscaled,
+        so a skipped fp16 step is not counted here either. Afterwards ``step()`` is refused.
+        """
+        if self._took_over_optimizer:
+            return
+        framework_step = self.optimizer.step
+
+        def step(optimizer: torch.optim.Optimizer, closure: Any = None) -> Any:
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+                if loss is None:
+                    return None
+            self._step(framework_step, None)
+            return loss
+
+        # Bound to the optimizer, as the method it replaces (an LR scheduler built later wraps it so), and set
+        # on this instance only: the optimizer's class is untouched.
+        self.optimizer.step = types.MethodType(step, self.optimizer)
+        self._took_over_optimizer = True
+
+    def _step(self, optimizer_step: Any, scaler: torch.amp.GradScaler | None) -> bool:
         if scaler is not None and scaler.is_enabled():
             scaler.unscale_(self.optimizer)
             # One read of the device, which scaler.step makes anyway; the private accessor is the one

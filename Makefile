@@ -6,12 +6,19 @@ FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 .PHONY: install demo demo-seeds dynamics test test-slow bench bench-distributed bench-topology bench-threads bench-inference test-slurm gpu-wheels gpu-check gpu-rehearse \
 	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist
 
+# The installed torch/torchvision pair as pip constraints (local labels such as +cu130 dropped, which the
+# versions still match): the framework extra must not move it.
+export TORCH_PAIR := import torch, torchvision; print("torch==" + torch.__version__.split("+")[0]); print("torchvision==" + torchvision.__version__.split("+")[0])
+
 ## Install: keep an installed torch and torchvision that import together (a GPU machine's own), else install
-## $(TORCH); then the rest, and Fashion-MNIST from Debian's package where apt-get and root are there (elsewhere
-## torchvision downloads it at the first run).
+## $(TORCH); then the rest, the framework callbacks' extra (requirements-frameworks.txt) with that pair held, and
+## Fashion-MNIST from Debian's package where apt-get and root are there (elsewhere torchvision downloads it at the
+## first run).
 install:
 	@$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PYTHON) -m pip install $(TORCH)
 	$(PYTHON) -m pip install -r requirements.txt
+	@constraints=$$(mktemp) && $(PYTHON) -c "$$TORCH_PAIR" > $$constraints \
+		&& $(PYTHON) -m pip install -r requirements-frameworks.txt -c $$constraints; status=$$?; rm -f $$constraints; exit $$status
 	$(PYTHON) -m pip install --no-deps -e .
 	@if [ ! -d $(FASHION_MNIST_DEB) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null \

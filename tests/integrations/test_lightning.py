@@ -139,3 +139,14 @@ def test_mask_statistics_reach_lightning_s_logger(tmp_path):
 def test_two_optimizers_are_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match="exactly one optimizer"):
         trainer(tmp_path, callbacks=[SparseTraining(RIGL)]).fit(Classifier(optimizers=2), data())
+
+
+def test_the_readme_lightning_snippet_runs_as_written(tmp_path, monkeypatch):
+    from tests.sparsity.test_readme_engine import engine_section_code
+
+    (block,) = [code for code in engine_section_code() if "integrations.lightning" in code]
+    monkeypatch.chdir(tmp_path)  # Lightning writes its logs and checkpoints under the working directory
+    namespace = {"module": Classifier(), "train_loader": data(), "epochs": 2}
+    exec(block, namespace)
+    engine = namespace["sparse"].engine
+    assert engine.step_count == 2 * BATCHES and abs(engine.budgeted_density() - 0.1) < 0.01

@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                     if args.decisions:
                         for d in decisions:
                             print(f"    {d.name} {d.shape} rows {d.rows} density {d.density:.3f}: dense "
-                                  f"{d.dense_ms:.3f} ms, csr {d.sparse_ms:.3f} ms -> {d.layout}")  # fmt: skip
+                                  f"{d.dense_ms:.3f} ms, csr {d.sparse_ms:.3f} ms -> {d.layout}"
+                                  f"{f' (tiles of {d.tile} rows)' if d.tile else ''}")  # fmt: skip
     assert all(tuple(r) == KEYS for r in records)
     print(table(records))
     print(f"load average after: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")

@@ -517,3 +517,20 @@ def test_a_full_disk_is_one_line_exit_2_and_leaves_the_previous_export(runs, tmp
     with pytest.raises(OutputError):
         export_run(runs["rigl"], previous)
     assert previous.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_an_export_loads_for_sparse_inference_with_the_same_outputs(runs, exported):
+    from rigl_repro.inference import CsrLinear, load_for_inference, max_relative_error
+
+    dense, _ = load_export(exported)
+    model, metadata, decisions = load_for_inference(exported, batch_size=4, force="csr")
+    linears = [name for name, module in dense.named_modules() if type(module) is torch.nn.Linear]
+    assert [d.name for d in decisions] == linears and linears
+    assert all(isinstance(model.get_submodule(name), CsrLinear) for name in linears)
+    assert [layer["layout"] for layer in metadata["inference_layers"]] == ["csr"] * len(linears)
+    from rigl_repro.data import load_splits, normalise
+
+    data = load_splits(summary(runs["rigl"])["config"]["dataset"], torch.device("cpu"))
+    images = normalise(data.test.images[:4], data.mean, data.std)
+    with torch.inference_mode():
+        assert max_relative_error(dense(images), model(images)) <= 1e-5

@@ -47,6 +47,28 @@ def test_converted_models_equal_the_masked_dense_models(build, shape):
         assert max_relative_error(model(x), converted(x)) <= 1e-5
 
 
+@pytest.mark.parametrize("tile", [None, 7, 64])
+def test_a_tiled_csr_product_computes_what_the_whole_one_does(tile):
+    torch.manual_seed(0)
+    linear = masked(nn.Sequential(nn.Linear(40, 24)))[0]
+    layer = CsrLinear.from_linear(linear, tile)
+    assert layer.weight.crow_indices().dtype == layer.weight.col_indices().dtype == torch.int32
+    for x in (torch.randn(50, 40), torch.randn(40, 50).t(), torch.randn(2, 25, 40)):  # row-major, transposed, tokens
+        with torch.inference_mode():
+            out = layer(x)
+            assert out.shape == (*x.shape[:-1], 24)
+            assert max_relative_error(linear(x), out) <= 1e-5
+
+
+def test_layers_that_see_many_rows_also_time_the_tiled_product():
+    torch.manual_seed(0)
+    model = masked(nn.Sequential(nn.Linear(32, 32)))
+    _, (decision,) = sparsify_for_inference(model, batch_size=4 * 256, repeats=1, warmup=0, min_gain=-10.0)
+    assert decision.layout == "csr" and decision.tile in (None, 256)  # whichever timed faster, recorded
+    _, (small,) = sparsify_for_inference(model, batch_size=8, repeats=1, warmup=0, min_gain=-10.0)
+    assert small.tile is None  # too few rows to tile
+
+
 def test_a_linear_takes_leading_token_dimensions():
     torch.manual_seed(0)
     model = masked(nn.Sequential(nn.Linear(16, 24), nn.GELU(), nn.Linear(24, 8)))

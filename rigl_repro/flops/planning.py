@@ -13,7 +13,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from rigl_repro.flops.accounting import flop_summary, pretraining_flops
-from rigl_repro.sparsity.distributions import nonzero_counts
 
 if TYPE_CHECKING:  # the plan is built by the composition root, a layer above this one
     from rigl_repro.run.build import RunPlan
@@ -24,7 +23,7 @@ def plan_flops(plan: RunPlan) -> dict[str, Any]:
     ``rigl_repro.run.build.plan_run`` planned."""
     method, shapes, flops = plan.method, plan.shapes, plan.layer_flops
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
-    counts = nonzero_counts(shapes, method.distribution_densities(shapes)) if method.masked else sizes
+    counts = method.layer_counts(shapes) if method.masked else sizes
     total_steps, reference_steps = plan.total_steps, plan.reference_steps
     method.plan(plan.schedule_steps)
     updates = [step for step in range(total_steps) if method.is_update_step(step)]

@@ -55,7 +55,6 @@ from rigl_repro.sparsity.masks import (
     excluding,
     restricted_to,
     sparsifiable_weights,
-    top_k_mask,
 )
 from rigl_repro.sparsity.methods.base import SparseMethod
 from rigl_repro.sparsity.tracing import input_layer
@@ -229,7 +228,11 @@ class SparseEngine:
     @torch.no_grad()
     def update_topology(self, step: int) -> None:
         """Drop and grow in every layer as the method decides for ``step``."""
-        dropped = self.method.drop_counts(step)
+        structure = self.method.mask_structure
+        dropped = [
+            structure.legal_drop(tuple(layer.weight.shape), layer.n_active, n_drop) if n_drop else 0
+            for layer, n_drop in zip(self.layers, self.method.drop_counts(step))
+        ]
         grown = self.method.grow_counts(step, dropped)
         self.last_update = list(zip(dropped, grown))
         before = self.active_counts()
@@ -242,9 +245,9 @@ class SparseEngine:
             kept_count = layer.n_active - n_drop
             if kept_count < 0 or n_grow > layer.size - kept_count:
                 raise RuntimeError(f"{layer.name}: cannot drop {n_drop} and grow {n_grow} of {layer.n_active}")
-            new_mask = top_k_mask(restricted_to(layer.mask, self.method.drop_scores(layer)), kept_count)
+            new_mask = structure.keep(restricted_to(layer.mask, self.method.drop_scores(layer)), kept_count)
             if n_grow:
-                grown = top_k_mask(excluding(new_mask, self.method.grow_scores(layer)), n_grow)
+                grown = structure.grow(new_mask, excluding(new_mask, self.method.grow_scores(layer)), n_grow)
                 if self.method.zeroes_regrown():
                     layer.weight.data.masked_fill_(grown & layer.mask, 0.0)
                 replaced[index] = (grown & ~layer.mask).sum()

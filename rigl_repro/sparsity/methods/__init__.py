@@ -68,7 +68,8 @@ def canonical_masking(masking: Mapping[str, Any]) -> dict[str, Any]:
     options = method.option_defaults()
     # A preset (``rigl_sg``) is the run of the method it presets, spelled either way.
     same_run = {"name": method.variant_of or name}
-    return {**same_run, **{option: masking[option] for option in options if option in masking}}
+    inert = method.inert_options(masking)
+    return {**same_run, **{option: masking[option] for option in options if option in masking and option not in inert}}
 
 
 __all__ = [

@@ -30,10 +30,18 @@ from torch import nn
 from rigl_repro.errors import ConfigError, require_choice, require_in_range, require_int
 from rigl_repro.results import SummaryError, load_summary
 from rigl_repro.sparsity.distributions import DISTRIBUTIONS, budgeted_layers, layer_densities, nonzero_counts
-from rigl_repro.sparsity.masks import MASK_BUFFER, SparseLayer, random_mask
+from rigl_repro.sparsity.masks import MASK_BUFFER, SparseLayer
 from rigl_repro.sparsity.schedules import (
     DROP_ROUNDINGS,
     UPDATE_TIMINGS,
+)
+from rigl_repro.sparsity.structure import (
+    N_OF_M,
+    STRUCTURE_OPTIONS,
+    STRUCTURES,
+    UNSTRUCTURED,
+    MaskStructure,
+    build_structure,
 )
 
 WEIGHTS_FILE = "a run's weights file (its checkpoint.pt or initial.pt)"
@@ -121,6 +129,8 @@ class SparseMethod:
     # A preset of another method (RigL-SG is RigL with one option fixed): runs are identified by that method.
     variant_of: ClassVar[str | None] = None
     masked: ClassVar[bool] = False  # True: masks on every conv/linear weight (the layer-wise distributions)
+    # Which masks a layer may have (rigl_repro.sparsity.structure): every mask is selected through it.
+    mask_structure: ClassVar[MaskStructure] = MaskStructure()
     # When the method needs the dense gradient (a dense weight-gradient pass, f_D, for FLOP accounting):
     # "never", "update_steps" (RigL) or "every_step" (SNFS).
     dense_gradients: ClassVar[str] = "never"
@@ -174,9 +184,9 @@ class SparseMethod:
         return [layer.size for layer in self.layers]
 
     def initial_masks(self, counts: Sequence[int]) -> list[torch.Tensor]:
-        """Exactly ``counts[l]`` active weights per layer, at uniformly random positions."""
+        """Exactly ``counts[l]`` active weights per layer, at uniformly random positions (of the structure)."""
         return [
-            random_mask(layer.weight.shape, count, self.generator, layer.weight.device)
+            self.mask_structure.random(tuple(layer.weight.shape), count, self.generator, layer.weight.device)
             for layer, count in zip(self.layers, counts)
         ]
 
@@ -230,6 +240,12 @@ class SparseMethod:
 
     # ---------------------------------------------------------------- options
     @classmethod
+    def inert_options(cls, options: Mapping[str, Any]) -> set[str]:
+        """The options of a ``masking`` node that mean nothing given its other values, and so are left out of
+        a run's identity (``canonical_masking``): none, unless a group says otherwise."""
+        return set()
+
+    @classmethod
     def option_names(cls) -> list[str]:
         """The options this method takes: the keys of its ``masking`` node besides ``name``."""
         return [f.name for f in fields(cls)]
@@ -262,11 +278,43 @@ class LayerwiseDistribution(TargetDensity):
     distribution: str = "uniform"
     erk_power_scale: float = 1.0
     custom_densities: dict[str, float] | str | None = None  # a map, or a finished run's summary.json
+    structure: str = UNSTRUCTURED  # rigl_repro.sparsity.structure: unstructured | fan_in | nm
+    n: int = 2  # nm: at most n active ...
+    m: int = 4  # ... of every m consecutive inputs
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_choice("masking.distribution", self.distribution, DISTRIBUTIONS)
         require_in_range("masking.erk_power_scale", self.erk_power_scale, 0.0, math.inf, low_open=True)
+        require_choice("masking.structure", self.structure, STRUCTURES)
+        self.mask_structure = build_structure(self.structure, self.n, self.m)
+        if self.structure == N_OF_M and self.distribution != "uniform":
+            raise ConfigError(
+                f"masking.structure=nm gives every layer density n/m = {self.n}/{self.m}, which "
+                f"masking.distribution={self.distribution} would spread differently; use masking.distribution=uniform"
+            )
+
+    @classmethod
+    def inert_options(cls, options: Mapping[str, Any]) -> set[str]:
+        """Unstructured masks read no structure option (so runs from before structures existed are today's),
+        N:M masks no density (n/m is theirs), fan-in masks no n or m."""
+        structure = options.get("structure", UNSTRUCTURED)
+        if structure == UNSTRUCTURED:
+            return set(STRUCTURE_OPTIONS)
+        return {"density"} if structure == N_OF_M else {"n", "m"}
+
+    def layer_counts(self, shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
+        """Active weights per layer at the distribution's densities, under the mask structure: exact integer
+        counts (``nonzero_counts``), a whole fan-in per neuron, or every N:M group full. A dense layer stays
+        dense under any structure."""
+        densities = self.distribution_densities(shapes)
+        if self.structure == UNSTRUCTURED:
+            return nonzero_counts(shapes, densities)
+        structure = self.mask_structure
+        return {
+            name: math.prod(shape) if densities[name] >= 1.0 else structure.count(tuple(shape), densities[name])
+            for name, shape in shapes.items()
+        }
 
     def budget(self, names: Sequence[str]) -> list[str]:
         """The layers, of ``names``, whose weights count towards the density target and that updates change.
@@ -338,9 +386,10 @@ class LayerwiseDistribution(TargetDensity):
         return summary
 
     def initial_counts(self) -> list[int]:
-        """Active weights per layer at step 0: the distribution's."""
-        shapes = {layer.name: tuple(layer.weight.shape) for layer in self.layers}
-        counts = nonzero_counts(shapes, self.target_densities())
+        """Active weights per layer at step 0: the distribution's, under the mask structure."""
+        counts = self.layer_counts({layer.name: tuple(layer.weight.shape) for layer in self.layers})
+        for layer in self.layers:
+            self.mask_structure.check_layer(layer.name, tuple(layer.weight.shape))
         return [counts[layer.name] for layer in self.layers]
 
 

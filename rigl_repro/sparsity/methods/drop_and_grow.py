@@ -18,6 +18,7 @@ from rigl_repro.sparsity.methods.base import (
 )
 from rigl_repro.sparsity.redistribution import REDISTRIBUTION_RULES, allocate
 from rigl_repro.sparsity.schedules import cosine_drop_fraction, drop_count, end_step, is_periodic_update, schedule_step
+from rigl_repro.sparsity.structure import UNSTRUCTURED
 
 REDISTRIBUTIONS = ("none", "grad", "momentum")
 REGROWN = ("zero", "keep")
@@ -61,6 +62,12 @@ class DropAndGrow(UpdateSchedule, LayerwiseDistribution):
         require_choice("masking.regrown", self.regrown, REGROWN)
         require_choice("masking.redistribution_rule", self.redistribution_rule, REDISTRIBUTION_RULES)
         require_bool("masking.adjust_prune_rate", self.adjust_prune_rate)
+        if self.structure != UNSTRUCTURED and self.redistribution != "none":
+            raise ConfigError(
+                f"masking.redistribution={self.redistribution} moves weights between layers, which "
+                f"masking.structure={self.structure} does not follow yet; use masking.redistribution=none "
+                "(RigL, SET) or masking.structure=unstructured"
+            )
 
     def plan(self, total_steps: float) -> None:
         super().plan(total_steps)

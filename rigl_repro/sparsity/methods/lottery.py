@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.sparsity.masks import SparseLayer, top_k_mask
+from rigl_repro.sparsity.masks import SparseLayer
 from rigl_repro.sparsity.methods.base import (
     LayerwiseDistribution,
     SavedWeights,
@@ -57,11 +57,12 @@ class LotteryTicket(LayerwiseDistribution):
             )
         return [self.trained_mask(trained, layer, count) for layer, count in zip(self.layers, counts)]
 
-    @staticmethod
-    def trained_mask(trained: SavedWeights, layer: SparseLayer, count: int) -> torch.Tensor:
-        """The trained run's own mask of ``layer`` if it has ``count`` active weights, else the top-``count``
-        trained magnitudes."""
+    def trained_mask(self, trained: SavedWeights, layer: SparseLayer, count: int) -> torch.Tensor:
+        """The trained run's own mask of ``layer`` if it has ``count`` active weights and the structure, else
+        the top-``count`` trained magnitudes under the structure."""
         saved = saved_mask(trained, layer)
-        if saved is not None and int(saved.sum()) == count:
+        if saved is not None and int(saved.sum()) == count and self.mask_structure.violation(saved) is None:
             return saved.to(layer.weight.device)
-        return top_k_mask(trained[layer.name].to(layer.weight.device).abs(), count)
+        if count == layer.size:
+            return torch.ones_like(layer.mask)
+        return self.mask_structure.keep(trained[layer.name].to(layer.weight.device).abs(), count)

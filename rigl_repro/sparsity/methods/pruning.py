@@ -43,6 +43,11 @@ class GradualPruning(UpdateSchedule, LayerwiseDistribution):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_choice("masking.scope", self.scope, ("global", "layerwise"))
+        if self.structure != "unstructured":
+            raise ConfigError(
+                f"masking.structure={self.structure}: gradual magnitude pruning prunes unstructured masks only; "
+                "use masking.structure=unstructured"
+            )
         require_in_range("masking.start_fraction", self.start_fraction, 0.0, 1.0, high_open=True)
         require_in_range("masking.end_fraction", self.end_fraction, 0.0, 1.0, low_open=True)
         if self.end_fraction <= self.start_fraction:

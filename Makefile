@@ -4,7 +4,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
 .PHONY: install demo demo-seeds dynamics test test-slow bench bench-distributed bench-topology bench-threads bench-inference test-slurm gpu-wheels gpu-check gpu-rehearse \
-	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist
+	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist structured
 
 # The installed torch/torchvision pair as pip constraints (local labels such as +cu130 dropped, which the
 # versions still match): the framework extra must not move it.
@@ -221,6 +221,16 @@ fig4:
 	@$(call FETCH,cifar10)
 	-$(RUN) experiment=table5_cifar10
 	$(REPORT) fig4
+
+## Beyond the report: what mask structure costs (docs/structured.md). Static, SET and RigL on LeNet-5 and
+## Fashion-MNIST, unstructured against constant fan-in at density 0.1 and against 2:4 at 0.5, 3 seeds; a table and
+## a figure in outputs/report/<scale>/.
+STRUCTURED_ROOT = outputs/$(SCALE)/structured
+structured:
+	@$(call FETCH,fashion_mnist)
+	-$(RUN) experiment=structured output_root=$(STRUCTURED_ROOT)
+	-$(RUN) experiment=structured_nm output_root=$(STRUCTURED_ROOT)
+	$(PYTHON) scripts/structured_report.py $(STRUCTURED_ROOT) --out-dir outputs/report/$(SCALE)
 
 ## Beyond the report: LeNet-5 on Fashion-MNIST, 9 methods x 3 densities x 3 seeds and dense; a table and a figure.
 fmnist:

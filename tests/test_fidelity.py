@@ -140,7 +140,7 @@ def test_every_option_on_the_fidelity_page_exists():
     configs = [
         compose_config(f"dataset={dataset}", f"masking={masking}")
         for dataset in ("cifar10", "cifar100")
-        for masking in ("rigl", "snfs", "pruning", "small_dense", "lottery")
+        for masking in ("rigl", "snfs", "pruning", "small_dense", "lottery", "srigl")
     ]
     hydra_config = sweep_config()
     for option in sorted(options):

@@ -228,17 +228,18 @@ class SparseEngine:
     @torch.no_grad()
     def update_topology(self, step: int) -> None:
         """Drop and grow in every layer as the method decides for ``step``."""
-        structure = self.method.mask_structure
+        wanted = self.method.drop_counts(step)
+        structures = [self.method.update_structure(index) for index in range(len(self.layers))]
         dropped = [
             structure.legal_drop(tuple(layer.weight.shape), layer.n_active, n_drop) if n_drop else 0
-            for layer, n_drop in zip(self.layers, self.method.drop_counts(step))
+            for layer, structure, n_drop in zip(self.layers, structures, wanted)
         ]
         grown = self.method.grow_counts(step, dropped)
         self.last_update = list(zip(dropped, grown))
         before = self.active_counts()
         replaced = [torch.zeros((), dtype=torch.long, device=layer.mask.device) for layer in self.layers]
-        for index, (layer, gradient_mask, n_drop, n_grow) in enumerate(
-            zip(self.layers, self.gradient_masks, dropped, grown)
+        for index, (layer, gradient_mask, structure, n_drop, n_grow) in enumerate(
+            zip(self.layers, self.gradient_masks, structures, dropped, grown)
         ):
             if n_drop == 0 and n_grow == 0:
                 continue
@@ -247,12 +248,16 @@ class SparseEngine:
                 raise RuntimeError(f"{layer.name}: cannot drop {n_drop} and grow {n_grow} of {layer.n_active}")
             new_mask = structure.keep(restricted_to(layer.mask, self.method.drop_scores(layer)), kept_count)
             if n_grow:
-                grown = structure.grow(new_mask, excluding(new_mask, self.method.grow_scores(layer)), n_grow)
+                grown_mask = structure.grow(new_mask, excluding(new_mask, self.method.grow_scores(layer)), n_grow)
                 if self.method.zeroes_regrown():
-                    layer.weight.data.masked_fill_(grown & layer.mask, 0.0)
-                replaced[index] = (grown & ~layer.mask).sum()
-                self.ever_active[index] |= grown
-                new_mask |= grown
+                    layer.weight.data.masked_fill_(grown_mask & layer.mask, 0.0)
+                replaced[index] = (grown_mask & ~layer.mask).sum()
+                self.ever_active[index] |= grown_mask
+                new_mask |= grown_mask
+            if structure.counts_on_device:  # the structure chose the counts: one read of the device, here only
+                total, n_grow = (int(count) for count in torch.stack([new_mask.sum(), grown_mask.sum()]).tolist())
+                kept_count = total - n_grow
+                self.last_update[index] = (layer.n_active - kept_count, n_grow)
             layer.mask.copy_(new_mask)
             gradient_mask.copy_(new_mask)
             layer.n_active = kept_count + n_grow

@@ -57,6 +57,9 @@ class MaskStructure:
     """Unstructured masks: any ``count`` weights of a layer."""
 
     name: ClassVar[str] = UNSTRUCTURED
+    # Whether the counts an update leaves are known only on the device (SRigL's ablation): the engine then
+    # reads them back once per layer at that update.
+    counts_on_device: ClassVar[bool] = False
 
     def check_layer(self, layer_name: str, shape: tuple[int, ...]) -> None:
         """Refuse, in one line, a layer this structure cannot shape."""
@@ -224,6 +227,40 @@ class NOfM(GroupCapacity):
         return rows * (full * self.n + (self.n * rest) // self.m)
 
 
+@dataclass(frozen=True, eq=False)
+class NeuronTargets(FanIn):
+    """Constant fan-in over the live neurons of one layer at one update, as SRigL makes it (Lasby et al. 2024;
+    calgaryml/condensed-sparsity, ``rigl_constant_fan.py``): ``live`` (a boolean per neuron) and ``fan_in``, the
+    inputs every live neuron has after the update; an ablated neuron has none.
+
+    ``keep`` takes the ``count`` best scores of the layer with the ablated neurons' below every other, then
+    trims every neuron to its target; ``grow`` fills every live neuron up to ``fan_in`` with its best free
+    positions, whatever ``count`` says, so the layer ends with ``fan_in`` x live neurons active.
+    """
+
+    live: torch.Tensor = None  # type: ignore[assignment]
+    fan_in: int = 0
+    counts_on_device: ClassVar[bool] = True
+
+    def legal_drop(self, shape: tuple[int, ...], n_active: int, n_drop: int) -> int:
+        return n_drop  # SRigL drops across the layer, then trims per neuron
+
+    def targets(self, kept: torch.Tensor, count: int) -> torch.Tensor:
+        return torch.where(self.live, self.fan_in, 0)
+
+    def keep(self, scores: torch.Tensor, count: int) -> torch.Tensor:
+        rows = scores.shape[0]
+        live = self.live.reshape(rows, *([1] * (scores.dim() - 1)))
+        lowered = torch.where(live, scores.float(), scores.float() - 1e30)  # still above -inf (not allowed)
+        kept = top_k_mask(lowered.masked_fill(scores == float("-inf"), float("-inf")), count)
+        return self._fill(torch.where(kept, scores.float(), float("-inf")), self.targets(kept, count))
+
+    def grow(self, kept: torch.Tensor, scores: torch.Tensor, count: int) -> torch.Tensor:
+        index, _ = self.layout(tuple(kept.shape), kept.device)
+        active = self._grouped(kept, index, False).sum(dim=1)
+        return self._fill(scores, (self.targets(kept, count) - active).clamp(min=0))
+
+
 def build_structure(name: str, n: int = 2, m: int = 4) -> MaskStructure:
     """The structure ``masking.structure`` names (``n`` and ``m`` are read by ``nm`` only)."""
     if name == UNSTRUCTURED:
@@ -236,4 +273,4 @@ def build_structure(name: str, n: int = 2, m: int = 4) -> MaskStructure:
 
 
 __all__ = ["FAN_IN", "N_OF_M", "STRUCTURES", "STRUCTURE_OPTIONS", "UNSTRUCTURED", "FanIn", "GroupCapacity",
-           "MaskStructure", "NOfM", "build_structure", "rows_and_fan_in"]  # fmt: skip
+           "MaskStructure", "NOfM", "NeuronTargets", "build_structure", "rows_and_fan_in"]  # fmt: skip

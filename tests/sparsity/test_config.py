@@ -115,7 +115,8 @@ def old_layout(stem, **changes):
 
 
 def test_the_old_layout_above_is_every_method_s_own_options_plus_the_shared_keys():
-    for stem, config in CONFIGS.items():
+    assert set(CONFIGS) - set(OLD_OWN) == {"srigl"}  # methods added since have no runs of the old layout
+    for stem, config in ((stem, CONFIGS[stem]) for stem in OLD_OWN):
         # Options added since (the mask structure) are inert at their defaults: not part of a run's identity.
         config = {key: value for key, value in config.items() if key not in build_method(config).inert_options(config)}
         assert set(config) <= set(old_layout(stem)), stem

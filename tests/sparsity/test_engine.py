@@ -60,8 +60,10 @@ def test_hundreds_of_updates_keep_every_invariant(stem, optimizer, masking_for):
     model, opt, engine = make_run(masking, total_steps=400, optimizer=optimizer)
     method = engine.method
     drop_and_grow = isinstance(method, DropAndGrow)
-    constant_counts = not drop_and_grow or method.redistribution == "none"
+    constant_counts = not drop_and_grow or method.keeps_layer_densities()
     grows = drop_and_grow
+    # SRigL's ablation leaves a layer floor(budget / live neurons) x live neurons: its total may shrink a little
+    conserves_total = grows and not getattr(method, "dynamic_ablation", False)
     dense_state = method.dense_optimizer_state()  # the report's SNFS: the optimizer's momentum stays dense
     initial = {layer.name: layer.n_active for layer in engine.layers}
     total_active = sum(initial.values())
@@ -85,12 +87,12 @@ def test_hundreds_of_updates_keep_every_invariant(stem, optimizer, masking_for):
                 assert not layer.weight[layer.mask & ~before].any(), "a newly grown weight is not zero"
             if not grows:
                 assert not (layer.mask & ~before).any(), "a method that never grows grew a weight"
-        if updated and grows:
+        if updated and conserves_total:
             dropped, grown = zip(*engine.last_update)
             assert sum(dropped) == sum(grown)
             if constant_counts:
                 assert list(dropped) == list(grown)
-        if grows:
+        if conserves_total:
             assert sum(layer.n_active for layer in engine.layers) == total_active
         previous_masks = [layer.mask.clone() for layer in engine.layers]
 

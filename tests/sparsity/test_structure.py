@@ -192,3 +192,61 @@ def test_a_structured_run_trains_exports_and_reloads_exactly(tmp_path, overrides
     for name in budget:
         assert structure.violation(masks[name.removesuffix("weight") + "weight_mask"]) is None, name
     assert accuracy_on_test_split(model, metadata) == summary["test_acc"]
+
+
+# ------------------------------------------------------------------------------------------------ SRigL
+def test_srigl_keeps_a_constant_fan_in_over_live_neurons_within_each_layer_s_budget():
+    masking = {"name": "srigl", "density": 0.2, "delta_t": 2, "alpha": 0.5, "min_salient_weights_per_neuron": 0.5}
+    model, opt, engine = make_run(masking, total_steps=40)
+    budgets = engine.method.budgets
+    budget = set(engine.method.budget([layer.name for layer in engine.layers]))
+    ablated = []
+
+    def check(updated):
+        for layer, limit in zip(engine.layers, budgets):
+            per_neuron = fan_ins(layer.mask)
+            assert int(layer.mask.sum()) == layer.n_active and not layer.weight[~layer.mask].any()
+            if layer.name in budget and layer.n_active < layer.size:
+                live = per_neuron[per_neuron > 0]
+                assert live.unique().numel() == 1, layer.name  # one fan-in for every live neuron
+                assert limit - live.numel() < layer.n_active <= limit  # floor(budget / live) x live
+                ablated.append(int((per_neuron == 0).sum()))
+
+    train(model, opt, engine, 30, after_step=check)
+    assert max(ablated) > 0  # a threshold of half the fan-in ablates neurons in this small network
+
+
+def test_srigl_ablates_the_neurons_without_salient_weights_and_gives_their_share_to_the_others():
+    from types import SimpleNamespace
+
+    method = build_method({"name": "srigl", "min_salient_weights_per_neuron": 0.3})
+    weight = torch.randn(6, 10)
+    weight[:2] = 0.0  # two neurons with nothing: no weight, no gradient
+    weight.grad = torch.randn(6, 10)
+    weight.grad[:2] = 0.0
+    layer = SimpleNamespace(weight=weight, n_active=30)  # 5 of 10 inputs for each of 6 neurons
+    targets = method.neuron_targets(layer, budget=30, n_prune=9)
+    assert targets.live.tolist() == [False, False, True, True, True, True]
+    assert targets.fan_in == 30 // 4  # the budget shared by the 4 live neurons
+
+
+def test_srigl_refuses_another_structure_in_one_line():
+    with pytest.raises(ConfigError, match="SRigL keeps a constant fan-in; use masking.structure=fan_in"):
+        build_method({"name": "srigl", "structure": "nm"})
+
+
+def test_srigl_on_cifar10_runs_at_smoke_scale(tmp_path, monkeypatch, local_server):
+    import numpy as np
+
+    from rigl_repro.training.session import run
+    from tests.helpers import compose_config, fake_cifar
+
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches = {name: (rng.integers(0, 256, (12, 3, 32, 32), dtype="uint8"), rng.integers(0, 10, 12)) for name in names}
+    fake_cifar(monkeypatch, local_server, "cifar10", batches)
+    summary = run(compose_config("dataset=cifar10", "masking=srigl", "scale=smoke", f"dataset.root={tmp_path}/data",
+                                 "dataset.train_pool=60", "dataset.val_size=10", "model.width=0.25", "train.epochs=2",
+                                 "train.batch_size=16", "masking.delta_t=2", "threads=1"), tmp_path / "run")  # fmt: skip
+    assert summary["config"]["masking"]["structure"] == "fan_in" and summary["steps"] == 8
+    assert summary["density"] <= 0.1 + 1e-3 and 0.0 <= summary["test_acc"] <= 1.0

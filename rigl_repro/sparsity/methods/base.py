@@ -200,6 +200,11 @@ class SparseMethod:
     def grow_counts(self, step: int, dropped: Sequence[int]) -> list[int]:
         return [0] * len(self.layers)
 
+    def update_structure(self, index: int) -> MaskStructure:
+        """The structure the update being made selects layer ``index``'s mask under (after ``drop_counts``):
+        the method's own, unless its updates reshape it (SRigL's ablated neurons)."""
+        return self.mask_structure
+
     def drop_scores(self, layer: SparseLayer) -> torch.Tensor:
         """Scores of the active weights; the lowest are dropped. Default: magnitude."""
         return layer.weight.detach().abs()

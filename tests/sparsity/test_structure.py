@@ -245,8 +245,9 @@ def test_srigl_on_cifar10_runs_at_smoke_scale(tmp_path, monkeypatch, local_serve
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     batches = {name: (rng.integers(0, 256, (12, 3, 32, 32), dtype="uint8"), rng.integers(0, 10, 12)) for name in names}
     fake_cifar(monkeypatch, local_server, "cifar10", batches)
-    summary = run(compose_config("dataset=cifar10", "masking=srigl", "scale=smoke", f"dataset.root={tmp_path}/data",
-                                 "dataset.train_pool=60", "dataset.val_size=10", "model.width=0.25", "train.epochs=2",
-                                 "train.batch_size=16", "masking.delta_t=2", "threads=1"), tmp_path / "run")  # fmt: skip
+    config = compose_config("dataset=cifar10", "masking=srigl", "scale=smoke", f"dataset.root={tmp_path}/data",
+                            "dataset.train_pool=60", "dataset.val_size=10", "model.width=0.25", "train.epochs=2",
+                            "train.batch_size=16", "masking.delta_t=2", "threads=1")  # fmt: skip
+    summary = run(config, tmp_path / "run")
     assert summary["config"]["masking"]["structure"] == "fan_in" and summary["steps"] == 8
     assert summary["density"] <= 0.1 + 1e-3 and 0.0 <= summary["test_acc"] <= 1.0

@@ -223,13 +223,14 @@ fig4:
 	$(REPORT) fig4
 
 ## Beyond the report: what mask structure costs (docs/structured.md). Static, SET and RigL on LeNet-5 and
-## Fashion-MNIST, unstructured against constant fan-in at density 0.1 and against 2:4 at 0.5, 3 seeds; a table and
-## a figure in outputs/report/<scale>/.
+## Fashion-MNIST, unstructured against constant fan-in at density 0.1 and against 2:4 at 0.5, and SRigL at 0.1,
+## 3 seeds; a table and a figure in outputs/report/<scale>/.
 STRUCTURED_ROOT = outputs/$(SCALE)/structured
 structured:
 	@$(call FETCH,fashion_mnist)
 	-$(RUN) experiment=structured output_root=$(STRUCTURED_ROOT)
 	-$(RUN) experiment=structured_nm output_root=$(STRUCTURED_ROOT)
+	-$(RUN) experiment=structured_srigl output_root=$(STRUCTURED_ROOT)
 	$(PYTHON) scripts/structured_report.py $(STRUCTURED_ROOT) --out-dir outputs/report/$(SCALE)
 
 ## Beyond the report: LeNet-5 on Fashion-MNIST, 9 methods x 3 densities x 3 seeds and dense; a table and a figure.

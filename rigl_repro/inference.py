@@ -150,6 +150,22 @@ def median_ms(fn: Callable[[], Any], warmup: int = 3, repeats: int = 10) -> floa
     return statistics.median(times) * 1e3
 
 
+def paired_median_ms(first: Callable[[], Any], second: Callable[[], Any], warmup: int = 3,
+                     repeats: int = 10) -> tuple[float, float]:  # fmt: skip
+    """The median milliseconds of ``first()`` and of ``second()``, timed in alternation (first, second, first,
+    ...) after ``warmup`` calls of each: a change in the machine's other load then weighs on both alike."""
+    for _ in range(warmup):
+        first()
+        second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, kept in zip((first, second), times):
+            start = time.perf_counter()
+            fn()
+            kept.append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
+
+
 def _input_rows(model: nn.Module, example_input: torch.Tensor, names: list[str]) -> dict[str, int]:
     """Rows (product of the leading dimensions) of each named Linear's input in one forward pass."""
     modules = dict(model.named_modules())
@@ -237,13 +253,13 @@ def sparsify_for_inference(
                 x = x.to(weight.device)
                 tiles = [None, ROW_TILE] if n_rows > 2 * ROW_TILE else [None]
                 with torch.inference_mode():
-                    dense_ms = median_ms(lambda: linear(x), warmup, repeats)
-                    timed = {}
+                    timed = {}  # tile: (dense ms, CSR ms), each pair timed in alternation
                     for candidate_tile in tiles:
                         candidate = CsrLinear(weight, linear.bias, candidate_tile)
-                        timed[candidate_tile] = median_ms(lambda: candidate(x), warmup, repeats)
-                tile = min(timed, key=timed.__getitem__)
-                sparse_ms = timed[tile]
+                        timed[candidate_tile] = paired_median_ms(lambda: linear(x), lambda: candidate(x), warmup,
+                                                                 repeats)  # fmt: skip
+                tile = min(timed, key=lambda t: timed[t][1] / timed[t][0])
+                dense_ms, sparse_ms = timed[tile]
                 layout = CSR if sparse_ms < dense_ms * (1.0 - min_gain) else DENSE
             if layout == CSR:
                 _set_submodule(converted, name, CsrLinear(weight, linear.bias, tile))
@@ -282,5 +298,5 @@ def max_relative_error(reference: torch.Tensor, output: torch.Tensor) -> float:
 
 __all__ = [
     "CSR", "CsrLinear", "DENSE", "LayerDecision", "ROW_TILE", "effective_weight", "load_for_inference",
-    "max_relative_error", "median_ms", "sparsify_for_inference",
+    "max_relative_error", "median_ms", "paired_median_ms", "sparsify_for_inference",
 ]  # fmt: skip

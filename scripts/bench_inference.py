@@ -9,7 +9,8 @@ warm-up), the speedup and the largest difference of the outputs relative to the 
     python scripts/bench_inference.py --json outputs/bench_inference.json   # make bench-inference
     python scripts/bench_inference.py --quick --json FILE                  # tiny models, seconds (the test)
 
-Timings depend on the machine's other load: run it on an otherwise idle machine.
+Dense and sparse forward passes are timed in alternation, so that the machine's other load weighs on both
+alike; still, run it on an otherwise idle machine for figures to quote.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rigl_repro.inference import max_relative_error, median_ms, sparsify_for_inference  # noqa: E402
+from rigl_repro.inference import max_relative_error, paired_median_ms, sparsify_for_inference  # noqa: E402
 from rigl_repro.models import build_model  # noqa: E402
 from rigl_repro.models.examples import mlp, vit  # noqa: E402
 from rigl_repro.sparsity.masks import random_mask  # noqa: E402
@@ -71,8 +72,8 @@ def bench_one(model: nn.Module, name: str, density: float, batch: int, threads: 
     torch.set_num_threads(threads)
     with torch.inference_mode():
         reference, output = model(x), converted(x)
-        dense_ms = median_ms(lambda: model(x), warmup=1 if quick else 3, repeats=repeats)
-        sparse_ms = median_ms(lambda: converted(x), warmup=1 if quick else 3, repeats=repeats)
+        dense_ms, sparse_ms = paired_median_ms(lambda: model(x), lambda: converted(x), warmup=1 if quick else 3,
+                                               repeats=repeats)  # fmt: skip
     record = {"model": name, "density": density, "batch": batch, "threads": threads, "dense_ms": round(dense_ms, 4),
               "sparse_ms": round(sparse_ms, 4), "speedup": round(dense_ms / sparse_ms, 4),
               "max_rel_error": max_relative_error(reference, output)}  # fmt: skip

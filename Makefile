@@ -4,7 +4,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
 .PHONY: install demo demo-seeds dynamics test test-slow bench bench-distributed bench-topology bench-threads bench-inference test-slurm gpu-wheels gpu-check gpu-rehearse \
-	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist structured
+	tables figures table1 table2 table3 table4 table5 fig1 fig2 fig3 fig4 sweep-alpha-dt sweep-lr fmnist structured examples
 
 # The installed torch/torchvision pair as pip constraints (local labels such as +cu130 dropped, which the
 # versions still match): the framework extra must not move it.
@@ -221,6 +221,12 @@ fig4:
 	@$(call FETCH,cifar10)
 	-$(RUN) experiment=table5_cifar10
 	$(REPORT) fig4
+
+## The engine on models of one's own: an MLP and a small ViT on Fashion-MNIST, dense, static, SET and RigL at
+## density 0.1 (ERK), 3 seeds, through the plain-PyTorch API (examples/); 24 runs, about 30 minutes on one thread;
+## writes docs/examples.md (records in outputs/examples/, reused by a second call).
+examples:
+	OMP_NUM_THREADS=1 $(PYTHON) scripts/examples_table.py
 
 ## Beyond the report: what mask structure costs (docs/structured.md). Static, SET and RigL on LeNet-5 and
 ## Fashion-MNIST, unstructured against constant fan-in at density 0.1 and against 2:4 at 0.5, and SRigL at 0.1,

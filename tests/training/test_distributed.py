@@ -126,8 +126,10 @@ def test_two_ranks_train_the_single_process_run_with_identical_masks(rigl_runs):
     assert two[1]["summary"]["test_acc"] == parallel["test_acc"]  # the summed counts, on every rank
 
 
-@pytest.mark.parametrize("overrides", [  # SET by default; the others (9 s each) with make test-slow
+@pytest.mark.parametrize("overrides", [  # SET and SRigL by default; the others (9 s each) with make test-slow
     ["masking=set"],
+    ["masking=srigl"],  # a structure, with counts the ablation leaves (read once per update on every rank)
+    pytest.param(["masking=rigl", "masking.structure=nm"], marks=pytest.mark.slow),
     pytest.param(["masking=snfs"], marks=pytest.mark.slow),
     pytest.param(["distributed.sync_batchnorm=false"], marks=pytest.mark.slow),
 ])  # fmt: skip

@@ -19,7 +19,7 @@ def main_py(*args, cwd):
 def test_help_lists_the_config_groups(tmp_path):
     result = main_py("--help", cwd=tmp_path)
     assert result.returncode == 0
-    assert "masking: dense, lottery, pruning, rigl, rigl_sg, rigl_sm, set, small_dense, snfs, static" in result.stdout
+    assert "masking: dense, lottery, pruning, rigl, rigl_sg, rigl_sm, set, small_dense, snfs, srigl, static" in result.stdout
     assert "dataset: cifar10, cifar100, digits, fashion_mnist" in result.stdout
     assert "model: lenet5, resnet50, small_cnn, wrn22_2" in result.stdout
     assert "logger: csv, wandb" in result.stdout

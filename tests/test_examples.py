@@ -56,8 +56,12 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.mark.parametrize("model", ["mlp", "vit"])
-@pytest.mark.parametrize("method", ["dense", "rigl"])
+@pytest.mark.parametrize("model, method", [  # each example sparse by default; dense too with make test-slow
+    ("mlp", "rigl"),
+    ("vit", "rigl"),
+    pytest.param("mlp", "dense", marks=pytest.mark.slow),
+    pytest.param("vit", "dense", marks=pytest.mark.slow),
+])  # fmt: skip
 def test_an_example_trains_and_writes_its_record(tmp_path, data_root, model, method):
     out = tmp_path / "record.json"
     options = ["--method", method, "--seed", "1", "--batch-size", "64", "--delta-t", "10", *TINY]

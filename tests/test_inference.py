@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from rigl_repro.inference import CsrLinear, max_relative_error, sparsify_for_inference
+from rigl_repro.inference import CsrLinear, RowMajorLinear, max_relative_error, sparsify_for_inference
 from rigl_repro.models.examples import mlp, vit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,9 @@ def test_forced_layouts_and_zeros_without_a_mask():
     converted, decisions = sparsify_for_inference(model, batch_size=4, force={"0": "csr", "2": "dense"})
     assert isinstance(converted[0], CsrLinear) and converted[0].weight.layout == torch.sparse_csr
     assert converted[0].nnz == int(torch.count_nonzero(model[0].weight))
-    assert type(converted[2]) is nn.Linear and type(model[0]) is nn.Linear  # the original is untouched
+    # A Linear kept dense takes a CSR layer's transposed output row-major; the original is untouched.
+    assert type(converted[2]) is RowMajorLinear and type(model[0]) is nn.Linear and type(model[2]) is nn.Linear
+    assert all(torch.equal(a, b) for a, b in zip(converted[2].state_dict().values(), model[2].state_dict().values()))
     assert [d.layout for d in decisions] == ["csr", "dense"]
     x = torch.randn(4, 12)
     with torch.inference_mode():

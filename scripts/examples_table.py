@@ -32,6 +32,7 @@ import torch
 
 from examples import mlp_fashion_mnist, vit_fashion_mnist
 from examples.common import METHODS, RECORD_KEYS
+from rigl_repro.results import atomic_file
 from rigl_repro.sparsity import SparseEngine, build_method
 
 MODELS = {"mlp": mlp_fashion_mnist, "vit": vit_fashion_mnist}
@@ -272,8 +273,8 @@ Produced by `{command}`, the runs on {" to ".join(sorted({dates[0], dates[-1]}))
 also spends about 5 s starting and loading the data); {reused} of them were reused from an earlier invocation
 (the last invocation took {elapsed:.0f} s). The records are in `{_shown(args.out_json)}`.{note}
 """
-    args.out_md.parent.mkdir(parents=True, exist_ok=True)
-    args.out_md.write_text(text)
+    with atomic_file(args.out_md) as temporary:  # the old page or the whole new one, never half
+        temporary.write_text(text)
 
 
 def _shown(path: Path) -> str:
@@ -318,8 +319,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{record['wall_s']:.1f} s", flush=True)  # fmt: skip
         records.append(record)
         paths.append(path)
-    args.out_json.parent.mkdir(parents=True, exist_ok=True)
-    args.out_json.write_text(json.dumps({"command": command, "runs": records}, indent=1) + "\n")
+    with atomic_file(args.out_json) as temporary:
+        temporary.write_text(json.dumps({"command": command, "runs": records}, indent=1) + "\n")
     dates = sorted(datetime.date.fromtimestamp(path.stat().st_mtime).isoformat() for path in paths)
     write_markdown(args, records, command, time.perf_counter() - started, reused, dates or ["-"])
     print(f"wrote {_shown(args.out_json)} and {_shown(args.out_md)}")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from rigl_repro.sparsity.engine import SparseEngine
+from rigl_repro.sparsity.masks import DEFAULT_POLICY, MaskPolicy, attach_masks
 from rigl_repro.sparsity.methods import build_method
 from rigl_repro.sparsity.methods.base import SparseMethod
 
@@ -49,6 +51,32 @@ def start_engine(
         engine.load_state_dict(resume_state)
     engine.take_over_optimizer_step()
     return engine
+
+
+@dataclass
+class EngineSpec:
+    """What a callback is given to build the engine once the framework has made the model and optimizer: the
+    method (or its options), the schedule length (None: the framework's count of optimizer steps) and the
+    engine's own options."""
+
+    method: MethodSpec
+    total_steps: float | None = None
+    seed: int = 0
+    policy: MaskPolicy = DEFAULT_POLICY
+    first_layer: str | None = None
+    example_input: Any = None
+
+    def attach_masks(self, model: nn.Module) -> None:
+        """The mask buffers, which must exist before a framework loads a checkpoint's state into the model."""
+        attach_masks(model, self.policy)
+
+    def start(self, model: nn.Module, optimizer: torch.optim.Optimizer, framework_steps: float,
+              resume_state: Mapping[str, Any] | None) -> SparseEngine:  # fmt: skip
+        """``start_engine`` with this spec, the schedule ``framework_steps`` long unless ``total_steps`` says."""
+        total_steps = self.total_steps if self.total_steps is not None else framework_steps
+        options = {"seed": self.seed, "policy": self.policy, "first_layer": self.first_layer,
+                   "example_input": self.example_input}  # fmt: skip
+        return start_engine(model, optimizer, as_method(self.method), total_steps, resume_state, **options)
 
 
 def mask_statistics(engine: SparseEngine, prefix: str = "sparsity/") -> dict[str, float]:

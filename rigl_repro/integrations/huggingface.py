@@ -28,10 +28,10 @@ from torch import nn
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.integrations.common import MethodSpec, as_method, mask_statistics, start_engine
+from rigl_repro.integrations.common import EngineSpec, MethodSpec, mask_statistics
 from rigl_repro.results import atomic_file
 from rigl_repro.sparsity.engine import SparseEngine
-from rigl_repro.sparsity.masks import DEFAULT_POLICY, MaskPolicy, attach_masks
+from rigl_repro.sparsity.masks import DEFAULT_POLICY, MaskPolicy
 
 ENGINE_FILE = "sparse_engine.pt"
 
@@ -57,25 +57,20 @@ class SparseTrainingCallback(transformers.TrainerCallback):
         example_input: Any = None,
         resume_from: str | os.PathLike | None = None,
     ) -> None:
-        self.method_spec = method
-        self.total_steps = total_steps
+        self.spec = EngineSpec(method, total_steps, seed, policy, first_layer, example_input)
         self.resume_from = resume_from
-        self.engine_options = {"seed": seed, "policy": policy, "first_layer": first_layer,
-                               "example_input": example_input}  # fmt: skip
         self.engine: SparseEngine | None = None
 
     def on_init_end(self, args: Any, state: Any, control: Any, model: nn.Module | None = None, **kwargs: Any) -> None:
         # The mask buffers must exist before the Trainer loads a checkpoint's weights into the model.
         if model is not None:
-            attach_masks(model, self.engine_options["policy"])
+            self.spec.attach_masks(model)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,
                        optimizer: Any = None, **kwargs: Any) -> None:  # fmt: skip
         optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's wrapper holds the torch optimizer
         resume_state = self._engine_state(args, state) if state.global_step > 0 else None
-        total_steps = self.total_steps if self.total_steps is not None else state.max_steps
-        self.engine = start_engine(model, optimizer, as_method(self.method_spec), total_steps, resume_state,
-                                   **self.engine_options)  # fmt: skip
+        self.engine = self.spec.start(model, optimizer, state.max_steps, resume_state)
 
     def _engine_state(self, args: Any, state: Any) -> dict[str, Any]:
         folder = self.resume_from or os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")

@@ -23,9 +23,9 @@ from typing import Any
 import lightning.pytorch as pl
 
 from rigl_repro.errors import ConfigError
-from rigl_repro.integrations.common import MethodSpec, as_method, mask_statistics, start_engine
+from rigl_repro.integrations.common import EngineSpec, MethodSpec, mask_statistics
 from rigl_repro.sparsity.engine import SparseEngine
-from rigl_repro.sparsity.masks import DEFAULT_POLICY, MaskPolicy, attach_masks
+from rigl_repro.sparsity.masks import DEFAULT_POLICY, MaskPolicy
 
 
 class SparseTraining(pl.Callback):
@@ -47,16 +47,13 @@ class SparseTraining(pl.Callback):
         first_layer: str | None = None,
         example_input: Any = None,
     ) -> None:
-        self.method_spec = method
-        self.total_steps = total_steps
-        self.engine_options = {"seed": seed, "policy": policy, "first_layer": first_layer,
-                               "example_input": example_input}  # fmt: skip
+        self.spec = EngineSpec(method, total_steps, seed, policy, first_layer, example_input)
         self.engine: SparseEngine | None = None
         self._resume_state: Mapping[str, Any] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # The mask buffers must exist before Lightning loads a checkpoint's state_dict into the module.
-        attach_masks(pl_module, self.engine_options["policy"])
+        self.spec.attach_masks(pl_module)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if len(trainer.optimizers) != 1:
@@ -65,9 +62,8 @@ class SparseTraining(pl.Callback):
             )
         if self.engine is not None and self._resume_state is None:  # a second fit() continues the first
             self._resume_state = self.engine.state_dict()
-        total_steps = self.total_steps if self.total_steps is not None else trainer.estimated_stepping_batches
-        self.engine = start_engine(pl_module, trainer.optimizers[0], as_method(self.method_spec),
-                                   total_steps, self._resume_state, **self.engine_options)  # fmt: skip
+        self.engine = self.spec.start(pl_module, trainer.optimizers[0], trainer.estimated_stepping_batches,
+                                      self._resume_state)  # fmt: skip
         self._resume_state = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

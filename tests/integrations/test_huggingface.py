@@ -11,9 +11,9 @@ pytest.importorskip("accelerate")
 from rigl_repro.errors import ConfigError  # noqa: E402
 from rigl_repro.integrations.huggingface import ENGINE_FILE, SparseTrainingCallback  # noqa: E402
 from rigl_repro.sparsity import SparseEngine, build_method  # noqa: E402
+from tests.integrations import RIGL, masked_layers, short_run_options  # noqa: E402
 
 EPOCHS, BATCHES, BATCH_SIZE = 4, 8, 16
-RIGL = {"name": "rigl", "density": 0.2, "distribution": "erk", "delta_t": 5, "alpha": 0.3}
 
 
 class Examples(torch.utils.data.Dataset):
@@ -60,17 +60,9 @@ def train(tmp_path, callback, resume=None, **options) -> tuple[Classifier, "tran
     return model, trainer
 
 
-def masked_layers(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.weight, layer.weight_mask) for layer in module.modules() if hasattr(layer, "weight_mask")]
-
-
 @pytest.mark.parametrize("method", ["static", "set", "rigl", "rigl_sm", "snfs", "pruning"])
 def test_every_method_keeps_the_model_sparse_at_its_density(tmp_path, method):
-    options = {"name": method, "density": 0.2, "distribution": "erk"}
-    if method != "static":
-        options["delta_t"] = 5
-    if method == "pruning":
-        options = {"name": "pruning", "density": 0.2, "delta_t": 2, "start_fraction": 0.1, "end_fraction": 0.5}
+    options = short_run_options(method)
     callback = SparseTrainingCallback(options)
     model, _ = train(tmp_path, callback)
     engine = callback.engine

@@ -12,11 +12,11 @@ pl = pytest.importorskip("lightning.pytorch")
 from rigl_repro.errors import ConfigError  # noqa: E402
 from rigl_repro.integrations.lightning import SparseTraining  # noqa: E402
 from rigl_repro.sparsity import SparseEngine, build_method  # noqa: E402
+from tests.integrations import RIGL, masked_layers, short_run_options  # noqa: E402
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
 EPOCHS, BATCHES = 4, 8
-RIGL = {"name": "rigl", "density": 0.2, "distribution": "erk", "delta_t": 5, "alpha": 0.3}
 
 
 def data() -> torch.utils.data.DataLoader:
@@ -60,17 +60,9 @@ def trainer(tmp_path, epochs: int = EPOCHS, **options) -> pl.Trainer:
                       enable_model_summary=False, default_root_dir=tmp_path, **options)  # fmt: skip
 
 
-def masked_layers(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.weight, layer.weight_mask) for layer in module.modules() if hasattr(layer, "weight_mask")]
-
-
 @pytest.mark.parametrize("method", ["static", "set", "rigl", "rigl_sg", "snfs", "pruning"])
 def test_every_method_keeps_the_module_sparse_at_its_density(tmp_path, method):
-    options = {"name": method, "density": 0.2, "distribution": "erk"}
-    if method != "static":
-        options["delta_t"] = 5
-    if method == "pruning":
-        options = {"name": "pruning", "density": 0.2, "delta_t": 2, "start_fraction": 0.1, "end_fraction": 0.5}
+    options = short_run_options(method)
     module, callback = Classifier(), SparseTraining(options)
     trainer(tmp_path, callbacks=[callback]).fit(module, data())
     engine = callback.engine

@@ -4,22 +4,28 @@ A sparse run's ``checkpoint.pt`` holds every weight, zeros included, beside its 
 optimizer's state. ``export_run`` writes the trained model alone, in `safetensors`_ format:
 
 - every masked weight ``W`` (a conv or linear weight with a ``W_mask`` buffer, ``rigl_repro.sparsity.masks``)
-  as two tensors: ``W_mask.bits``, the mask flattened in row-major order and packed eight to a byte, bit ``i``
-  of byte ``j`` being element ``8 j + i`` (NumPy's ``packbits(..., bitorder="little")``; ceil(n / 8) bytes);
-  and ``W.values``, the active weights in that same order (one float32 per true bit);
+  as ``W.values``, the active weights in row-major order (one float32 each), and its mask in a layout
+  (``rigl_repro.sparsity.layouts``): ``W_mask.bits``, the mask flattened row-major and packed eight to a byte,
+  bit ``i`` of byte ``j`` being element ``8 j + i`` (NumPy's ``packbits(..., bitorder="little")``; ceil(n / 8)
+  bytes); or, in a run of ``masking.structure=fan_in`` (SRigL's too), the condensed constant-fan-in layout
+  (``W_mask.neurons`` and ``W_mask.columns``: the values are then the (live neurons, fan-in) condensed matrix);
+  or, under ``masking.structure=nm``, each value's position in its group of m (``W_mask.positions``: for 2:4 the
+  values are the compressed (rows, fan-in / 2) matrix of semi-structured sparsity);
 - every other entry of the model's ``state_dict`` (biases, BatchNorm's weights and statistics, the layers of a
   dense or small-dense run) under its own name, as it is;
 - the metadata (strings): ``format`` (``rigl-repro-sparse``), ``format_version``, ``config`` (the run's resolved
   configuration as JSON), ``metrics`` (``summary.json`` without its config and per-epoch history, as JSON),
   ``width_multiplier`` (the width the model was built at: small-dense runs narrow it), ``masked`` (JSON: each
-  masked weight's shape), ``trained_on`` (the checkpoint's device type) and ``content_sha256`` (``content_hash``:
+  masked weight's shape), ``mask_layouts`` (JSON: the masks stored in a layout other than bits, and their
+  layouts), ``trained_on`` (the checkpoint's device type) and ``content_sha256`` (``content_hash``:
   every other metadata entry and every tensor's name, dtype, shape and bytes).
 
 The file is deterministic: the same run exports to the same bytes (the header's JSON has sorted keys and no
 whitespace, the buffers are in safetensors' fixed order, nothing depends on the time). ``load_export`` trusts
 nothing it reads: the metadata's schema, each tensor's name, dtype and shape against the model its config builds,
 the content hash, and finite values; any problem is one ``ExportError`` naming the file. Files of format version 1
-(before the hash) still load, with a one-line warning that their content cannot be verified.
+(before the hash) still load, with a one-line warning that their content cannot be verified, and files of
+version 2 (before mask layouts: every mask as bits) load as they did.
 
 A masked weight of density d then costs 1/8 + 4 d bytes per weight instead of 4: 7.6x smaller at d = 0.1
 (1 / (1/32 + d)), whatever the mask looks like. ``load_export`` rebuilds the model as the trainer builds it
@@ -56,7 +62,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
@@ -69,6 +74,7 @@ from rigl_repro.results import SUMMARY_FILE, atomic_file, load_summary
 from rigl_repro.run.build import Precision, count_correct
 from rigl_repro.run.identity import identity_changes
 from rigl_repro.run.recipe import enabled
+from rigl_repro.sparsity.layouts import BITS, MaskLayout, choose_layout, layout_from, packed_bits, unpacked_bits
 from rigl_repro.sparsity.masks import MASK_BUFFER, attach_masks
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE
 
@@ -76,10 +82,12 @@ log = logging.getLogger(__name__)
 
 EXPORT_FILE = "model.safetensors"
 FORMAT = "rigl-repro-sparse"
-FORMAT_VERSION = 2  # 2 added content_sha256
+FORMAT_VERSION = 3  # 2 added content_sha256, 3 mask_layouts
 UNHASHED_VERSIONS = (1,)  # versions written before the content hash: loaded with a warning
-READABLE_VERSIONS = (*UNHASHED_VERSIONS, FORMAT_VERSION)
+BITS_ONLY_VERSIONS = (1, 2)  # versions written before mask layouts: every mask as bits
+READABLE_VERSIONS = (1, 2, FORMAT_VERSION)
 CONTENT_HASH = "content_sha256"
+MASK_LAYOUTS = "mask_layouts"  # JSON: each masked weight stored in a layout other than bits, and its layout
 BITS_SUFFIX = ".bits"  # "<W>_mask.bits": the packed mask of weight W
 VALUES_SUFFIX = ".values"  # "<W>.values": W's active values in mask order
 RUN_MARKERS = (CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE, ".hydra")  # what an unfinished run folder holds
@@ -118,17 +126,15 @@ class ExportReport:
 # ---------------------------------------------------------------------------------------------- the format
 def pack_mask(mask: torch.Tensor) -> torch.Tensor:
     """A boolean mask as uint8 bits, row-major, eight to a byte, little bit order; ceil(numel / 8) bytes."""
-    flat = mask.detach().to("cpu").contiguous().reshape(-1).numpy()
-    return torch.from_numpy(np.packbits(flat, bitorder="little"))
+    return packed_bits(mask)
 
 
 def unpack_mask(bits: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """The boolean mask of ``shape`` that ``pack_mask`` packed into ``bits``."""
-    count = math.prod(shape)
-    if bits.dtype != torch.uint8 or bits.numel() != (count + 7) // 8:
-        raise ExportError(f"mask bits of {bits.numel()} {bits.dtype} entries do not fit a mask of shape {shape}")
-    flat = np.unpackbits(bits.numpy(), count=count, bitorder="little").astype(bool)
-    return torch.from_numpy(flat).reshape(shape)
+    try:
+        return unpacked_bits(bits, math.prod(shape)).reshape(shape)
+    except ValueError as error:
+        raise ExportError(f"mask bits: {error} of a mask of shape {shape}") from None
 
 
 def dense_bytes(state: Mapping[str, torch.Tensor]) -> int:
@@ -148,38 +154,54 @@ def masked_weights(state: Mapping[str, torch.Tensor]) -> dict[str, str]:
     return pairs
 
 
-def compact_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors of the export: packed mask bits and active values for masked weights, the rest as it is
-    (contiguous, on the CPU)."""
+def mask_part(weight: str, suffix: str) -> str:
+    """The name of a stored part of ``weight``'s mask: ``<W>_mask.bits``, ``<W>_mask.columns``, ..."""
+    return f"{weight}_mask.{suffix}"
+
+
+def compact_state(state: Mapping[str, torch.Tensor],
+                  layouts: Mapping[str, MaskLayout] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The tensors of the export: each masked weight's mask in its layout (``layouts``, default ``bits``) and
+    its active values, the rest as it is (contiguous, on the CPU)."""
     masked = masked_weights(state)
     masks = set(masked.values())
+    layouts = layouts or {}
     tensors: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         tensor = tensor.detach().to("cpu")
         if key in masked:
             mask = state[masked[key]].to("cpu")
             tensors[key + VALUES_SUFFIX] = tensor[mask].contiguous()  # boolean indexing: row-major order
-        elif key in masks:
-            tensors[key + BITS_SUFFIX] = pack_mask(tensor)
-        else:
+            for suffix, part in layouts.get(key, MaskLayout()).encode(mask).items():
+                tensors[mask_part(key, suffix)] = part
+        elif key not in masks:
             tensors[key] = tensor.contiguous().clone()  # a private copy: safetensors refuses shared storage
     return tensors
 
 
-def compact_layout(state: Mapping[str, torch.Tensor]) -> Layout:
-    """The dtype and shape of each tensor ``compact_state`` makes from ``state`` (meta tensors will do): what an
-    export of a model with this state dict holds, and all it may hold."""
+def compact_layout(state: Mapping[str, torch.Tensor], layouts: Mapping[str, MaskLayout] | None = None) -> Layout:
+    """The dtype and shape of each tensor ``compact_state`` makes from ``state`` (meta tensors will do) with the
+    mask ``layouts``: what an export of a model with this state dict holds, and all it may hold."""
     masked = masked_weights(state)
     masks = set(masked.values())
+    layouts = layouts or {}
     layout: dict[str, tuple[torch.dtype, tuple[int, ...] | None]] = {}
     for key, tensor in state.items():
         if key in masked:
             layout[key + VALUES_SUFFIX] = (tensor.dtype, None)
-        elif key in masks:
-            layout[key + BITS_SUFFIX] = (torch.uint8, ((tensor.numel() + 7) // 8,))
-        else:
+            for suffix, part in layouts.get(key, MaskLayout()).parts(tuple(tensor.shape)).items():
+                layout[mask_part(key, suffix)] = part
+        elif key not in masks:
             layout[key] = (tensor.dtype, tuple(tensor.shape))
     return layout
+
+
+def run_layouts(state: Mapping[str, torch.Tensor], masking: Mapping[str, Any]) -> dict[str, MaskLayout]:
+    """Each masked weight's mask layout in a run of ``masking``: its structure's where the mask has it
+    (``rigl_repro.sparsity.layouts.choose_layout``), ``bits`` otherwise."""
+    structure = str(masking.get("structure", "unstructured"))
+    n, m = int(masking.get("n", 2)), int(masking.get("m", 4))
+    return {weight: choose_layout(state[mask], structure, n, m) for weight, mask in masked_weights(state).items()}
 
 
 def layout_of(state: Mapping[str, torch.Tensor]) -> Layout:
@@ -223,19 +245,24 @@ def nonfinite_problem(tensors: Mapping[str, torch.Tensor]) -> str | None:
     return None
 
 
-def expand_state(tensors: Mapping[str, torch.Tensor], masked: Mapping[str, list[int]]) -> dict[str, torch.Tensor]:
-    """The model's state dict from the export's tensors: each masked weight zero outside its mask and its
-    values, in order, inside. ``masked`` maps each masked weight to its shape."""
-    state: dict[str, torch.Tensor] = {}
-    expected = {f"{w}{VALUES_SUFFIX}" for w in masked} | {f"{w}_mask{BITS_SUFFIX}" for w in masked}
+def expand_state(tensors: Mapping[str, torch.Tensor], masked: Mapping[str, list[int]],
+                 layouts: Mapping[str, MaskLayout] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The model's state dict from the export's tensors: each masked weight zero outside its mask (stored in its
+    layout, default ``bits``) and its values, in order, inside. ``masked`` maps each masked weight to its shape."""
+    layouts = layouts or {}
+    shapes = {weight: tuple(shape) for weight, shape in masked.items()}
+    parts = {weight: layouts.get(weight, MaskLayout()).parts(shape) for weight, shape in shapes.items()}
+    expected = {f"{w}{VALUES_SUFFIX}" for w in masked} | {mask_part(w, s) for w in masked for s in parts[w]}
     missing = sorted(expected - set(tensors))
     if missing:
         raise ExportError(f"the export lacks {', '.join(missing[:3])}")
-    for key, tensor in tensors.items():
-        if key not in expected:
-            state[key] = tensor
-    for weight, shape in masked.items():
-        mask = unpack_mask(tensors[f"{weight}_mask{BITS_SUFFIX}"], tuple(shape))
+    state: dict[str, torch.Tensor] = {key: tensor for key, tensor in tensors.items() if key not in expected}
+    for weight, shape in shapes.items():
+        layout = layouts.get(weight, MaskLayout())
+        try:
+            mask = layout.decode({s: tensors[mask_part(weight, s)] for s in parts[weight]}, shape)
+        except ValueError as error:
+            raise ExportError(f"the {layout.name} mask of {weight}: {error}") from None
         values = tensors[f"{weight}{VALUES_SUFFIX}"]
         active = int(mask.sum())
         if values.dim() != 1 or values.numel() != active:
@@ -274,17 +301,22 @@ def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str
     return len(header).to_bytes(8, "little") + header + data[8 + length :]
 
 
-def write_export(state: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str]) -> None:
+def write_export(state: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str],
+                 layouts: Mapping[str, MaskLayout] | None = None) -> None:  # fmt: skip
     """Write ``state`` compactly to ``path`` (atomically: the old file or the whole new one; a failed write is
-    an OutputError), with ``metadata`` (strings) beside the format's own entries and the content hash."""
+    an OutputError), its masks in ``layouts`` (default ``bits``), with ``metadata`` (strings) beside the
+    format's own entries and the content hash."""
     masked = masked_weights(state)
+    layouts = layouts or {}
+    structured = {weight: layout.describe() for weight, layout in layouts.items() if layout.name != BITS}
     header = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "masked": json.dumps({weight: list(state[weight].shape) for weight in masked}),
+        MASK_LAYOUTS: json.dumps(structured, sort_keys=True),
         **metadata,
     }
-    tensors = compact_state(state)
+    tensors = compact_state(state, layouts)
     header[CONTENT_HASH] = content_hash(tensors, header)
     data = safetensors_bytes(tensors, header)
     with atomic_file(path) as temporary:  # a failed write (a full disk, no folder) is atomic_file's OutputError
@@ -348,6 +380,17 @@ def width_entry(text: str) -> float:
     return float(value)
 
 
+def layouts_entry(text: str) -> dict[str, MaskLayout]:
+    """The masks stored in a layout other than bits: an object of layout descriptions (``layout_from``)."""
+    layouts = {}
+    for weight, description in object_entry(text).items():
+        try:
+            layouts[weight] = layout_from(description)
+        except ValueError as error:
+            raise ValueError(f"for {weight} {error}") from None
+    return layouts
+
+
 def hash_entry(text: str) -> str:
     """A sha256 digest in lowercase hex."""
     if re.fullmatch(r"[0-9a-f]{64}", text) is None:
@@ -377,7 +420,9 @@ def parse_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
     entries = dict(METADATA_ENTRIES)
     if int(version) not in UNHASHED_VERSIONS:
         entries[CONTENT_HASH] = hash_entry
-    metadata: dict[str, Any] = {**raw, "format_version": int(version)}
+    if int(version) not in BITS_ONLY_VERSIONS:
+        entries[MASK_LAYOUTS] = layouts_entry
+    metadata: dict[str, Any] = {**raw, "format_version": int(version), MASK_LAYOUTS: {}}
     for key, parse in entries.items():
         if key not in raw:
             raise ExportError(f"metadata {key} is missing")
@@ -411,7 +456,11 @@ def read_export(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     except ConfigError as error:
         raise ExportError(f"its config does not build a model ({error})") from None
     expected = model.state_dict()
-    problem = layout_problem(tensors, compact_layout(expected))
+    layouts = metadata[MASK_LAYOUTS]
+    unknown = sorted(set(layouts) - set(masked))
+    if unknown:
+        raise ExportError(f"metadata {MASK_LAYOUTS} names {unknown[0]}, which is not a masked weight")
+    problem = layout_problem(tensors, compact_layout(expected, layouts))
     if problem:
         raise ExportError(f"{problem} (model={config['model'].get('name')})")
     if masked != {weight: list(expected[weight].shape) for weight in masked_weights(expected)}:
@@ -425,7 +474,7 @@ def read_export(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     if problem:
         raise ExportError(f"{problem}; a trained model's are finite")
     try:
-        model.load_state_dict(expand_state(tensors, masked), assign=True)
+        model.load_state_dict(expand_state(tensors, masked, layouts), assign=True)
     except RuntimeError as error:  # the layout was checked: a guard, not an expected path
         raise ExportError(f"it does not fit model={config['model'].get('name')}: {str(error).splitlines()[0]}") from None
     return model, metadata
@@ -433,7 +482,8 @@ def read_export(path: Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def load_export(path: Path | str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The model in an export file, in eval mode on ``device``, and its metadata: ``config`` and ``metrics``
-    (dicts), ``width_multiplier``, ``masked`` (shapes), ``trained_on``, ``format``, ``format_version`` and
+    (dicts), ``width_multiplier``, ``masked`` (shapes), ``mask_layouts`` (the masks not stored as bits, and
+    their ``MaskLayout``), ``trained_on``, ``format``, ``format_version`` and
     ``content_sha256``. Anything wrong with the file is one ExportError naming it (``read_export``).
 
     The model's state dict equals the run's final checkpoint's bit for bit, but for the sign of masked-out
@@ -515,7 +565,7 @@ def export_run(run_dir: Path, out: Path | None = None) -> ExportReport:
     if problem:
         raise ExportError(f"{run_dir / CHECKPOINT_FILE}: {problem}; the model diverged or the file is damaged, "
                           "so there is nothing to export: train the run again")  # fmt: skip
-    write_export(state, path, metadata)
+    write_export(state, path, metadata, run_layouts(state, summary["config"].get("masking") or {}))
     masked = masked_weights(state)
     size = sum(state[weight].numel() for weight in masked)
     active = sum(int(state[mask].sum()) for mask in masked.values())

@@ -6,8 +6,9 @@ and load times do not depend on the values). The measurement behind rigl_repro/e
     python scripts/export_formats.py model=resnet50 masking.density=0.05 masking.distribution=erk
 
 Formats: the dense state dict (torch.save and safetensors); this project's export (packed mask bits and
-active values, safetensors; the same tensors through torch.save); torch's sparse COO and CSR layouts for
-the masked weights (torch.save).
+active values, safetensors; the same tensors through torch.save; under masking.structure=fan_in or nm, the
+structure's own layout, rigl_repro/sparsity/layouts.py); torch's sparse COO and CSR layouts for the masked
+weights (torch.save).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -28,24 +30,26 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from rigl_repro.config import compose_config  # noqa: E402
 from rigl_repro.errors import ConfigError  # noqa: E402
-from rigl_repro.export import compact_state, dense_bytes, expand_state, masked_weights  # noqa: E402
+from rigl_repro.export import compact_state, dense_bytes, expand_state, masked_weights, run_layouts  # noqa: E402
 from rigl_repro.models import build_model  # noqa: E402
 from rigl_repro.sparsity import SparseEngine, build_method  # noqa: E402
 
 REPEATS = 7
 
 
-def sparse_model_state(overrides: list[str]) -> tuple[str, dict[str, torch.Tensor]]:
-    """The state dict (masks included) of the configured model under its method's initial masks."""
+def sparse_model_state(overrides: list[str]) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict (masks included) of the configured model under its method's initial masks, with its
+    label and masking config."""
     cfg = compose_config(["logger.mode=disabled", *overrides])
     torch.manual_seed(int(cfg.seed))
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True), int(cfg.dataset.num_classes))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    SparseEngine(model, optimizer, build_method(OmegaConf.to_container(cfg.masking, resolve=True)), 100)
-    masking = cfg.masking
-    label = f"{cfg.model.name}, {cfg.dataset.name}, {masking.name} {masking.get('distribution', '')} " \
-            f"{masking.get('density', '')}"
-    return label, {key: tensor.detach().clone() for key, tensor in model.state_dict().items()}
+    masking = OmegaConf.to_container(cfg.masking, resolve=True)
+    SparseEngine(model, optimizer, build_method(masking), 100)
+    structure = "" if masking.get("structure", "unstructured") == "unstructured" else f" {masking['structure']}"
+    label = f"{cfg.model.name}, {cfg.dataset.name}, {masking['name']} {masking.get('distribution', '')} " \
+            f"{masking.get('density', '')}{structure}"
+    return label, {key: tensor.detach().clone() for key, tensor in model.state_dict().items()}, masking
 
 
 def torch_sparse(state: dict[str, torch.Tensor], layout: str) -> dict[str, torch.Tensor]:
@@ -101,7 +105,7 @@ def main(overrides: list[str]) -> None:
         return
     defaults = ["dataset=cifar10", "model=wrn22_2", "masking=rigl", "masking.density=0.1"]
     try:
-        label, state = sparse_model_state([*defaults, *overrides])
+        label, state, masking = sparse_model_state([*defaults, *overrides])
     except (ConfigError, HydraException) as error:
         sys.exit(f"error: {error}")
     torch.set_num_threads(1)
@@ -124,6 +128,13 @@ def main(overrides: list[str]) -> None:
                 lambda p: expand_state(load_file(p), shapes_of_masked))  # fmt: skip
         measure("bits + values, torch.save", "export.pt", lambda p: torch.save(compact, p),
                 lambda p: expand_state(torch.load(p, weights_only=True), shapes_of_masked))  # fmt: skip
+        layouts = run_layouts(state, masking)
+        if any(layout.name != "bits" for layout in layouts.values()):  # masking.structure=fan_in or nm
+            structured = compact_state(state, layouts)
+            name = next(layout.name for layout in layouts.values() if layout.name != "bits")
+            measure(f"{name} layout + values, safetensors (its export)", "structured.safetensors",
+                    lambda p: save_file(structured, p),
+                    lambda p: expand_state(load_file(p), shapes_of_masked, layouts))  # fmt: skip
         for layout in ("coo", "csr"):
             stored = torch_sparse(state, layout)
             measure(f"torch sparse {layout.upper()} (indices = mask), torch.save", f"{layout}.pt",
@@ -136,9 +147,9 @@ def main(overrides: list[str]) -> None:
           f"dense state dict, one thread, best of {REPEATS}")  # fmt: skip
     reference = dense_bytes(state)
     print(f"dense weights and buffers (fp32, the masks left out): {reference:,} bytes; ratio = those / the file")
-    print(f"{'format':<48} {'bytes':>11} {'ratio':>9} {'load (ms)':>10}")
+    print(f"{'format':<52} {'bytes':>11} {'ratio':>9} {'load (ms)':>10}")
     for name, nbytes, seconds in rows:
-        print(f"{name:<48} {nbytes:>11,} {reference / nbytes:>8.2f}x {1000 * seconds:>10.1f}")
+        print(f"{name:<52} {nbytes:>11,} {reference / nbytes:>8.2f}x {1000 * seconds:>10.1f}")
 
 
 if __name__ == "__main__":

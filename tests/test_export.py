@@ -358,7 +358,7 @@ EDITS = {  # each kind of edit and what its one-line error says
     "file truncated": (raw(lambda data: data[: len(data) // 2]), "not a readable safetensors file"),
     "file removed": (lambda path: path.unlink(), "no such file"),
     "not an export": (changed(metadata=without("format")), "not a rigl-repro export (its metadata has no format="),
-    "format version unknown": (changed(metadata=replaced("format_version", "3")), "format version '3' is not one"),
+    "format version unknown": (changed(metadata=replaced("format_version", "4")), "format version '4' is not one"),
     "weight edited": (
         changed(tensors=replaced("fc.weight.values", lambda t: t + 1)),
         f"its tensors or metadata do not match its {CONTENT_HASH}: it was changed after export",
@@ -460,7 +460,7 @@ def one_bit_flipped(tensor):
 
 def test_the_content_hash_covers_the_metadata_and_every_tensor(exported):
     metadata, tensors = read_file(exported)
-    assert metadata["format_version"] == str(FORMAT_VERSION) == "2"
+    assert metadata["format_version"] == str(FORMAT_VERSION) == "3"
     assert metadata[CONTENT_HASH] == content_hash(tensors, metadata)
     assert load_export(exported)[1][CONTENT_HASH] == metadata[CONTENT_HASH]
     for key in sorted(tensors):  # any one tensor or metadata entry changes it

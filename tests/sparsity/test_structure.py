@@ -172,9 +172,10 @@ def test_the_engine_s_densities_under_structure_are_what_the_counts_say():
     assert abs(engine.budgeted_density() - 0.5) < 0.05  # n/m, less the short groups' rounding
 
 
-@pytest.mark.parametrize("overrides", [["masking.structure=nm", "masking.n=2", "masking.m=4"],
-                                       ["masking.structure=fan_in", "masking.distribution=erk"]],
-                         ids=["2:4", "fan_in"])  # fmt: skip
+@pytest.mark.parametrize("overrides", [["masking=rigl", "masking.structure=nm", "masking.n=2", "masking.m=4"],
+                                       ["masking=rigl", "masking.structure=fan_in", "masking.distribution=erk"],
+                                       ["masking=srigl", "masking.min_salient_weights_per_neuron=0.3"]],
+                         ids=["2:4", "fan_in", "srigl"])  # fmt: skip
 def test_a_structured_run_trains_exports_and_reloads_exactly(tmp_path, overrides):
     import json
 
@@ -182,7 +183,7 @@ def test_a_structured_run_trains_exports_and_reloads_exactly(tmp_path, overrides
     from rigl_repro.training.session import run
     from tests.helpers import compose_config
 
-    run(compose_config("masking=rigl", "train.epochs=2", "threads=1", *overrides), tmp_path)
+    run(compose_config("train.epochs=2", "threads=1", *overrides), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     model, metadata = load_export(export_run(tmp_path, tmp_path / "model.safetensors").path)
     structure = build_method(summary["config"]["masking"]).mask_structure
@@ -192,6 +193,13 @@ def test_a_structured_run_trains_exports_and_reloads_exactly(tmp_path, overrides
     for name in budget:
         assert structure.violation(masks[name.removesuffix("weight") + "weight_mask"]) is None, name
     assert accuracy_on_test_split(model, metadata) == summary["test_acc"]
+    # The budgeted layers' masks are stored in the structure's own layout, and reload exactly.
+    sparse = [name for name in budget if not masks[name + "_mask"].all()]
+    layouts = metadata["mask_layouts"]
+    assert sparse and {name: layouts[name].name for name in sparse} == dict.fromkeys(sparse, structure.name)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    for name, mask in masks.items():
+        assert torch.equal(mask, checkpoint[name]), name
 
 
 # ------------------------------------------------------------------------------------------------ SRigL

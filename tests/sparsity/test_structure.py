@@ -75,6 +75,7 @@ METHODS = [
     {"name": "set", "distribution": "erk", "delta_t": 3},
     {"name": "rigl", "distribution": "erk", "delta_t": 3},
     {"name": "rigl", "distribution": "uniform", "delta_t": 3, "drop_rounding": "floor"},
+    {"name": "snfs", "distribution": "erk", "delta_t": 3, "redistribution": "none"},
 ]
 
 
@@ -110,9 +111,55 @@ def test_every_update_keeps_the_structure_counts_and_zeros(method, structure):
         assert any(dropped for dropped, _ in engine.last_update)
 
 
-@pytest.mark.parametrize("structure", [{"structure": "fan_in"}, {"structure": "nm", "n": 2, "m": 4}])
-def test_a_structured_run_resumes_bit_for_bit(structure):
-    masking = {"name": "rigl", "distribution": "uniform", "delta_t": 3, **structure}
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+def test_gradual_pruning_under_fan_in_keeps_a_constant_fan_in_at_every_step(scope):
+    masking = {"name": "pruning", "structure": "fan_in", "distribution": "erk", "density": 0.2, "delta_t": 2,
+               "scope": scope, "start_fraction": 0.1, "end_fraction": 0.6}  # fmt: skip
+    model, opt, engine = make_run(masking, total_steps=30)
+    history = [engine.active_counts()]
+
+    def check(updated):
+        counts = engine.active_counts()
+        assert all(now <= before for now, before in zip(counts, history[-1]))
+        history.append(counts)
+        for layer in engine.layers:
+            assert int(layer.mask.sum()) == layer.n_active and not layer.weight[~layer.mask].any()
+            assert FanIn().violation(layer.mask) is None, layer.name
+            assert int(fan_ins(layer.mask).min()) >= 1, layer.name  # no neuron pruned to nothing
+
+    train(model, opt, engine, 30, after_step=check)
+    assert history[-1] != history[0]  # it pruned
+    assert abs(engine.budgeted_density() - 0.2) < 0.05  # a whole input per neuron from the target
+    if scope == "layerwise":  # each layer ends at its own count under the structure
+        assert engine.active_counts() == engine.method.final_counts
+
+
+@pytest.mark.parametrize("structure", [{"structure": "fan_in", "density": 0.3},
+                                       {"structure": "nm", "n": 2, "m": 4}], ids=["fan_in", "2:4"])  # fmt: skip
+def test_a_lottery_ticket_under_structure_keeps_the_largest_trained_weights_of_the_structure(tmp_path, structure):
+    masking = {"name": "lottery", "distribution": "uniform", **structure}
+    trained_model, *_ = make_run({"name": "dense"}, seed=3)
+    trained, initial = tmp_path / "trained.pt", tmp_path / "initial.pt"
+    torch.save(trained_model.state_dict(), trained)
+    torch.save(make_run({"name": "dense"}, seed=4)[0].state_dict(), initial)
+    _, _, engine = make_run({**masking, "trained_weights": str(trained), "initial_weights": str(initial)})
+    mask_structure = engine.method.mask_structure
+    weights = trained_model.state_dict()
+    budget = set(engine.method.budget([layer.name for layer in engine.layers]))
+    for layer in engine.layers:
+        if layer.name in budget:
+            assert mask_structure.violation(layer.mask) is None, layer.name
+            expected = mask_structure.keep(weights[layer.name].abs(), layer.n_active)
+            assert torch.equal(layer.mask, expected), layer.name
+
+
+@pytest.mark.parametrize("masking", [
+    {"name": "rigl", "distribution": "uniform", "delta_t": 3, "structure": "fan_in"},
+    {"name": "rigl", "distribution": "uniform", "delta_t": 3, "structure": "nm", "n": 2, "m": 4},
+    {"name": "pruning", "distribution": "erk", "density": 0.2, "delta_t": 2, "structure": "fan_in",
+     "start_fraction": 0.1, "end_fraction": 0.6},
+], ids=["rigl-fan_in", "rigl-2:4", "pruning-fan_in"])  # fmt: skip
+def test_a_structured_run_resumes_bit_for_bit(masking):
     model, opt, engine = make_run(masking, total_steps=30)
     train(model, opt, engine, 20)
 
@@ -133,7 +180,7 @@ def test_a_structured_run_resumes_bit_for_bit(structure):
     ({"name": "rigl", "structure": "nm", "distribution": "erk"}, "use masking.distribution=uniform"),
     ({"name": "snfs", "structure": "fan_in"}, "masking.redistribution=momentum moves weights between layers"),
     ({"name": "rigl", "structure": "fan_in", "redistribution": "grad"}, "use masking.redistribution=none"),
-    ({"name": "pruning", "structure": "nm"}, "prunes unstructured masks only"),
+    ({"name": "pruning", "structure": "nm"}, "gradual magnitude pruning starts dense; use masking.structure=fan_in"),
     ({"name": "rigl", "structure": "nm", "n": 4, "m": 4}, "is not an N:M structure"),
     ({"name": "rigl", "structure": "blocks"}, "masking.structure='blocks' is not known"),
 ])  # fmt: skip

@@ -9,6 +9,9 @@ sparsity follows ``s(t) = s_f * (1 - (1 - (t - t0) / (t1 - t0)) ** 3)`` and prun
 - ``scope: layerwise``: each layer follows the schedule towards its own final density under the layer-wise
   distribution, ``s_l(t) = (1 - d_l) * s(t) / s_f``.
 
+Under ``masking.structure=fan_in`` every pruning step keeps the same number of inputs in every neuron of a
+layer (its largest magnitudes); ``nm`` is refused, as it fixes the density from the first step.
+
 The report's code (``conf/specific/cifar10_wrn_22_2_pruning.yaml``, ``MagnitudePruneDecay`` in
 ``sparselearning/funcs/decay.py``) prunes every 100 steps from step 700 to step 65,918 of its 87,890.6-step
 schedule; the defaults are those fractions (0.00796 and 0.75 of the schedule length). Under
@@ -29,6 +32,7 @@ from rigl_repro.errors import ConfigError, require_choice, require_in_range
 from rigl_repro.sparsity.masks import restricted_to
 from rigl_repro.sparsity.methods.base import LayerwiseDistribution, UpdateSchedule
 from rigl_repro.sparsity.schedules import cubic_sparsity, end_step, is_pruning_step, pruning_window, schedule_step
+from rigl_repro.sparsity.structure import N_OF_M
 
 
 @dataclass(kw_only=True, eq=False)
@@ -43,10 +47,10 @@ class GradualPruning(UpdateSchedule, LayerwiseDistribution):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_choice("masking.scope", self.scope, ("global", "layerwise"))
-        if self.structure != "unstructured":
+        if self.structure == N_OF_M:
             raise ConfigError(
-                f"masking.structure={self.structure}: gradual magnitude pruning prunes unstructured masks only; "
-                "use masking.structure=unstructured"
+                "masking.structure=nm fixes every layer at density n/m from the first step, and gradual magnitude "
+                "pruning starts dense; use masking.structure=fan_in or unstructured"
             )
         require_in_range("masking.start_fraction", self.start_fraction, 0.0, 1.0, high_open=True)
         require_in_range("masking.end_fraction", self.end_fraction, 0.0, 1.0, low_open=True)
@@ -111,7 +115,8 @@ class GradualPruning(UpdateSchedule, LayerwiseDistribution):
     def global_targets(self, step: int) -> list[int]:
         """Per-layer counts of the globally largest magnitudes among the budgeted layers, towards
         ``density`` over them all, at least one weight per layer (a layer pruned to nothing would cut the
-        network).
+        network; under ``fan_in``, one input per neuron). Under ``fan_in`` the engine then rounds each layer's
+        drop up to a whole input per neuron and keeps every neuron's largest magnitudes.
 
         One stable sort over all budgeted weights (ties to the earlier layer and lower index, the same
         order the per-layer selection uses), one host read per pruning step; none when nothing is pruned.
@@ -126,7 +131,8 @@ class GradualPruning(UpdateSchedule, LayerwiseDistribution):
         chosen = torch.sort(scores, descending=True, stable=True).indices[:keep]
         ends = torch.tensor([layer.size for layer in pruned], device=chosen.device).cumsum(0)
         kept = torch.bincount(torch.bucketize(chosen, ends, right=True), minlength=len(pruned)).tolist()
-        per_layer = {layer.name: max(1, count) for layer, count in zip(pruned, kept)}
+        fewest = [self.mask_structure.count(tuple(layer.weight.shape), 0.0) for layer in pruned]
+        per_layer = {layer.name: max(least, count) for layer, least, count in zip(pruned, fewest, kept)}
         return [per_layer.get(layer.name, layer.n_active) for layer in self.layers]
 
     def drop_counts(self, step: int) -> list[int]:

@@ -14,7 +14,9 @@ killed, at the limit), logging what each printed and going on to the next whatev
 4. ``tests``: ``pytest -m cuda`` (tests/training/test_cuda.py), with JUnit XML;
 5. ``bench_wrn22_2``, ``bench_resnet50``: ``scripts/bench.py`` (dense, static, RigL at density 0.1, batch 128);
 6. ``topology``: ``scripts/bench_topology.py`` (a ResNet-50 RigL update against one training step);
-7. ``concurrent``: ``scripts/bench.py --methods rigl --concurrent 3`` (three RigL runs at once on the device).
+7. ``concurrent``: ``scripts/bench.py --methods rigl --concurrent 3`` (three RigL runs at once on the device);
+8. ``semi_structured``: ``scripts/bench_semi_structured.py`` (a 2:4 Linear through ``to_sparse_semi_structured``
+   against dense, fp16, 4096 x 4096, batch 4096; issue 27).
 
 It writes three files into RESULTS: ``log.txt`` (everything printed, part by part), ``junit.xml`` (the tests)
 and ``results.json`` (each part's outcome, every figure, and the issue's targets with a pass/fail verdict:
@@ -53,10 +55,11 @@ GRACE_S = 15.0  # between the interrupt at a part's limit and the kill
 MIN_PART_S = 10.0  # a part is skipped when less of the budget is left
 # Each part's share of the budget on the GPU, in seconds (guesses for an H200: most of each benchmark is compiling
 # its model, once cold and twice from Inductor's cache), and its limit on the CPU (no budget: only against hangs).
-GPU_SHARES_S = {"install": 15, "environment": 20, "main": 30, "distributed": 30, "tests": 115, "bench_wrn22_2": 80,
-                "bench_resnet50": 95, "topology": 25, "concurrent": 60}  # fmt: skip
+GPU_SHARES_S = {"install": 15, "environment": 20, "main": 30, "distributed": 30, "tests": 105, "bench_wrn22_2": 80,
+                "bench_resnet50": 95, "topology": 25, "concurrent": 55, "semi_structured": 15}  # fmt: skip
 CPU_LIMITS_S = {"install": 120, "environment": 120, "main": 300, "distributed": 300, "tests": 900,
-                "bench_wrn22_2": 600, "bench_resnet50": 900, "topology": 600, "concurrent": 600}  # fmt: skip
+                "bench_wrn22_2": 600, "bench_resnet50": 900, "topology": 600, "concurrent": 600,
+                "semi_structured": 120}  # fmt: skip
 TARGETS = {  # issue 14, item 3 (one H200)
     "wrn22_2_rigl_images_per_second": (">=", 40_000.0),
     "resnet50_rigl_images_per_second": (">=", 8_000.0),
@@ -295,6 +298,8 @@ def plan(cpu: bool, wheels: Path, site: Path, scratch: Path, results_dir: Path) 
     epochs = ["--epochs", "1" if cpu else "2"]
     topology = ["--device", "cpu", "--batch-size", "8", "--steps", "1", "--updates", "1"] if cpu else []
     runs = "2" if cpu else "3"
+    semi_structured = ["--device", "cpu", "--features", "64", "--batch", "32"] if cpu else [
+        "--features", "4096", "--batch", "4096"]  # fmt: skip
 
     def bench(name: str, arguments: list[str]) -> list[str]:
         return [python, "scripts/bench.py", *arguments, "--json", str(scratch / f"{name}.json")]
@@ -345,6 +350,9 @@ def plan(cpu: bool, wheels: Path, site: Path, scratch: Path, results_dir: Path) 
              share["topology"], collect=collect_into("topology", file=scratch / "topology.json")),
         Part("concurrent", bench("concurrent", [*device, *wrn, *epochs, "--methods", "rigl", "--concurrent", runs]),
              share["concurrent"], collect=collect_into("concurrent", file=scratch / "concurrent.json")),
+        Part("semi_structured", [python, "scripts/bench_semi_structured.py", *semi_structured, "--json",
+                                 str(scratch / "semi_structured.json")], share["semi_structured"],
+             collect=collect_into("semi_structured", file=scratch / "semi_structured.json")),
     ]  # fmt: skip
     for part in parts:
         part.env = {**threads, **part.env}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,12 +66,13 @@ def test_the_gpu_parts_fit_the_budget_and_the_cpu_parts_keep_their_options(gpu_c
     cpu = gpu_check.plan(True, ROOT / ".whl", tmp_path / "site", tmp_path, tmp_path)
     assert [part.name for part in gpu] == [part.name for part in cpu] == [
         "install", "environment", "main", "distributed", "tests", "bench_wrn22_2", "bench_resnet50", "topology",
-        "concurrent"]
+        "concurrent", "semi_structured"]
     assert sum(part.share_s for part in gpu) <= gpu_check.BUDGET_S <= 8 * 60
     by_name = {part.name: part for part in gpu}
     assert "model=resnet50" in by_name["bench_resnet50"].command and "--concurrent" in by_name["concurrent"].command
     assert not any("device=cpu" in part.command for part in gpu)
-    sizes = ("dataset.train_pool=", "train.batch_size=", "device=", "--device", "--batch-size", "--steps", "--updates")
+    sizes = ("dataset.train_pool=", "train.batch_size=", "device=", "--device", "--batch", "--steps", "--updates",
+             "--features")
 
     def without_sizes(command: list[str]) -> list[str]:
         return [word for word in command if not (word.startswith(sizes) or word.isdigit() or word == "cpu")]
@@ -162,3 +164,14 @@ def test_an_unknown_part_is_refused_before_anything_runs(gpu_check, tmp_path, ca
         gpu_check.main([str(tmp_path / "out"), "--only", "tests,benchmarks"])
     assert stopped.value.code == 2 and "--only benchmarks: not a part" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_2_4_benchmark_checks_the_export_layout_and_says_why_it_did_not_time_on_the_cpu(tmp_path):
+    record_file = tmp_path / "semi.json"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_semi_structured.py"), "--json",
+                             str(record_file), "--device", "cpu", "--features", "64", "--batch", "8"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads(record_file.read_text())
+    assert record["layout_reloads_exactly"] and record["compressed_shape"] == [64, 32]
+    assert "need a CUDA device" in record["skipped"] and "speedup" not in record

@@ -58,9 +58,11 @@ export:
 	@$(if $(RUN_DIR),,$(error RUN_DIR is not set; e.g. make export RUN_DIR=outputs/demo/fashion_mnist-lenet5-rigl/masking=rigl))
 	$(PYTHON) scripts/export.py "$(RUN_DIR)" --check $(EXPORT_ARGS)
 
-## Fast tests (the default run, also what CI runs).
+## Fast tests (the default run, also what CI runs): one pytest-xdist worker per core (TEST_WORKERS), each on one
+## thread, so that the workers do not oversubscribe the cores (the tests that measure threads set their own).
+TEST_WORKERS ?= auto
 test:
-	$(PYTHON) -m pytest
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_WORKERS)
 
 ## Slow tests only.
 test-slow:

@@ -62,7 +62,7 @@ export:
 ## thread, so that the workers do not oversubscribe the cores (the tests that measure threads set their own).
 TEST_WORKERS ?= auto
 test:
-	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_WORKERS)
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 ## Slow tests only.
 test-slow:

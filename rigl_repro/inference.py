@@ -44,8 +44,8 @@ from torch import nn
 DENSE = "dense"
 CSR = "csr"
 LAYOUTS = (DENSE, CSR)
-# Rows per tile of the tiled CSR product, tried where a layer sees more than twice as many rows.
-ROW_TILE = 256
+# Rows per tile of the tiled CSR product: each is tried where a layer sees at least twice as many rows.
+ROW_TILES = (256, 64)
 # torch warns once per process that its CSR support is in beta; the products used here are tested.
 _BETA_WARNING = "Sparse CSR tensor support is in beta state"
 
@@ -126,10 +126,10 @@ class CsrLinear(nn.Module):
         leading = x.shape[:-1]
         rows = x.reshape(-1, self.in_features)
         if self.tile is None or rows.shape[0] <= self.tile:
-            out = self._product(rows).t()
+            out = self._product(rows)
         else:
-            out = torch.cat([self._product(part).t() for part in rows.split(self.tile)])
-        return out.reshape(*leading, self.out_features)
+            out = torch.cat([self._product(part) for part in rows.split(self.tile)], dim=1)
+        return out.t().reshape(*leading, self.out_features)
 
     def extra_repr(self) -> str:
         density = self.nnz / max(1, self.out_features * self.in_features)
@@ -261,7 +261,7 @@ def sparsify_for_inference(
             if layout is None:
                 x = torch.randn(n_rows, linear.in_features, generator=generator, dtype=weight.dtype)
                 x = x.to(weight.device)
-                tiles = [None, ROW_TILE] if n_rows > 2 * ROW_TILE else [None]
+                tiles = [None, *(tile for tile in ROW_TILES if n_rows >= 2 * tile)]
                 with torch.inference_mode():
                     timed = {}  # tile: (dense ms, CSR ms), each pair timed in alternation
                     for candidate_tile in tiles:

@@ -5,7 +5,8 @@ The front is computed here from a plain list of trials rather than read from ``s
 rebuilt from trials that were filtered, merged from several studies or loaded from files has no study to ask.
 The figure is built object-oriented (``matplotlib.figure.Figure``), so importing this module selects no
 matplotlib backend and registers nothing with pyplot: a library must not change the backend of the program
-that imports it.
+that imports it. Matplotlib is imported when a figure is drawn, not with the module: every ``main.py`` start loads
+the sweeper plugin and with it this module, and matplotlib would add half a second to each.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.figure import Figure
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from rigl_repro.results import atomic_file, write_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 AXIS_LABELS = {
     "val_acc": "validation accuracy",
@@ -147,6 +150,8 @@ def pareto_figure(
     front = pareto_front(complete, directions)
     x, y = _axes(objectives)
     signs = _signs(directions)
+
+    from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6.4, 4.8))
     axis = figure.subplots()

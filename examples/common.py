@@ -1,5 +1,6 @@
 """What the two Fashion-MNIST examples share: the command line, the data (loaded once into tensors on the
-model's device), the method's options, the train and test loops and the one-line result (and its JSON record).
+model's device; where it may be, its MD5 and its normalisation from conf/dataset/fashion_mnist.yaml), the
+method's options, the train and test loops and the one-line result (and its JSON record).
 
 Each example script builds its own model, optimizer, method and ``SparseEngine``; nothing sparse happens here
 except calling ``engine.step()`` where a plain loop calls ``optimizer.step()``.
@@ -16,14 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.nn import functional as F
 
 from rigl_repro.data.fashion_mnist import load_fashion_mnist
 from rigl_repro.sparsity import SparseEngine
 
-SYSTEM_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist: the four .gz files
-MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's per-pixel mean and standard deviation (conf/dataset/fashion_mnist.yaml)
+# Where the data may already be (Debian's dataset-fashion-mnist), the official files' MD5 and the per-pixel mean and
+# standard deviation: the project's own dataset config, so the examples and main.py read the same data the same way.
+DATASET = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "dataset" / "fashion_mnist.yaml")
+SYSTEM_ROOT: str | None = DATASET.system_root
+(MEAN,), (STD,) = DATASET.mean, DATASET.std
 METHODS = ("dense", "static", "set", "rigl")
 RECORD_KEYS = ("model", "method", "density", "seed", "epochs", "test_acc", "budgeted_density", "wall_s", "threads")
 
@@ -67,7 +72,8 @@ def method_config(args: argparse.Namespace) -> dict[str, Any]:
 def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
     """Train images, train labels, test images, test labels on ``args.device``: images as normalised float32
     (N, 1, 28, 28), labels int64; the whole set is 220 MB as float32, so it stays in memory."""
-    train_x, train_y, test_x, test_y = load_fashion_mnist(args.data_root, SYSTEM_ROOT, not args.no_download, None)
+    raw_md5 = OmegaConf.to_container(DATASET.raw_md5)
+    train_x, train_y, test_x, test_y = load_fashion_mnist(args.data_root, SYSTEM_ROOT, not args.no_download, raw_md5)
     if args.train_subset:
         train_x, train_y = train_x[: args.train_subset], train_y[: args.train_subset]
     if args.test_subset:

@@ -309,6 +309,6 @@ def max_relative_error(reference: torch.Tensor, output: torch.Tensor) -> float:
 
 
 __all__ = [
-    "CSR", "CsrLinear", "DENSE", "LayerDecision", "ROW_TILE", "RowMajorLinear", "effective_weight",
+    "CSR", "CsrLinear", "DENSE", "LayerDecision", "ROW_TILES", "RowMajorLinear", "effective_weight",
     "load_for_inference", "max_relative_error", "median_ms", "paired_median_ms", "sparsify_for_inference",
 ]  # fmt: skip

@@ -4,6 +4,11 @@ import pytest
 
 from tests.helpers import LocalServer
 
+# The runs the tests start (in process and as main.py subprocesses) write no W&B files unless a test asks for them:
+# an offline W&B run costs each run about a second of imports and writes. The tests of the W&B logger choose
+# their mode themselves (tests/loggers/test_wandb.py), and those that check offline runs drop this variable.
+os.environ.setdefault("WANDB_MODE", "disabled")
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cuda`` are skipped where CUDA is not available, unless ``RIGL_CUDA_TESTS_DEVICE=cpu`` asks

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,8 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main_py(*args, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, capture_output=True, text=True)
+def main_py(*args, cwd, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          env=env)  # fmt: skip
+
+
+def with_wandb_default() -> dict[str, str]:
+    """This environment without the tests' WANDB_MODE=disabled (tests/conftest.py): W&B in its configured mode."""
+    return {key: value for key, value in os.environ.items() if key != "WANDB_MODE"}
 
 
 def test_help_lists_the_config_groups(tmp_path):
@@ -42,7 +49,7 @@ def test_help_describes_every_top_level_option_and_group(tmp_path):
 
 def test_a_run_with_offline_wandb_writes_its_outputs_under_output_root(tmp_path):
     overrides = ("dataset=digits", "train.epochs=2", "masking.delta_t=10", f"output_root={tmp_path}/runs")
-    result = main_py(*overrides, cwd=tmp_path)
+    result = main_py(*overrides, cwd=tmp_path, env=with_wandb_default())
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "runs" / "digits-small_cnn-rigl" / "dataset=digits,masking.delta_t=10,seed=0,train.epochs=2"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -147,7 +154,8 @@ def test_torchrun_trains_each_seed_with_two_processes_and_rank_0_writes_it(tmp_p
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command = [*torchrun, str(ROOT / "main.py"), "dataset=digits", "train.epochs=2", "masking.delta_t=10",
                "trial_seeds=[0,1]", f"output_root={tmp_path}/runs"]  # fmt: skip  (two runs, one process group)
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env=with_wandb_default())  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs" / "digits-small_cnn-rigl").iterdir()
     for seed in (0, 1):

@@ -128,6 +128,7 @@ def test_a_stored_sweep_survives_crashed_trials_and_averages_its_seeds(tmp_path)
             assert len(val) == 2 and abs(trial.value - sum(val) / 2) < 1e-9
 
 
+@pytest.mark.slow  # 40 s: two sweeps through joblib; the launcher runs a grid by default (tests/test_launchers.py)
 def test_the_parallel_launcher_runs_trials_and_grid_runs_side_by_side(tmp_path):
     root = tmp_path / "runs"
     common = [sys.executable, str(ROOT / "main.py"), "-m", "scale=smoke", "train.epochs=1", f"output_root={root}",

@@ -142,6 +142,7 @@ def test_set_snfs_and_per_process_batch_norm_keep_one_network_on_two_ranks(tmp_p
     assert all(torch.equal(records[0]["state"][k], records[1]["state"][k]) for k in records[0]["state"])
 
 
+@pytest.mark.slow  # 20 s: three two-rank runs; single-process exact resume and two-rank masks are tested by default
 def test_a_two_rank_run_stopped_on_one_rank_resumes_as_if_never_cut(tmp_path, rigl_runs):
     _, whole = rigl_runs
     cut = run_ranks(tmp_path, ["masking=rigl"], stop_at=27)  # mid-epoch 2, after the update at step 24

@@ -21,6 +21,7 @@ def load_bench(monkeypatch):
     return importlib.import_module("bench")
 
 
+@pytest.mark.slow  # 11 s: the benchmark script end to end (make bench); its parts are tested by default
 def test_bench_prints_and_writes_throughput_and_overheads_side_by_side(tmp_path):
     command = [
         sys.executable, str(ROOT / "scripts" / "bench.py"), "device=cpu", "model=small_cnn", "dataset.image_size=8",

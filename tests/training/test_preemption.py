@@ -114,13 +114,18 @@ def test_ctrl_c_and_kill_checkpoint_mid_epoch_and_the_run_resumes_exactly(tmp_pa
     """Where only Python's default handles them, SIGINT and SIGTERM stop a run as SIGUSR2 does, with the
     exit code a shell gives a process the signal ended."""
     straight = run(compose_config(*OVERRIDES), tmp_path / "straight")
-    with monkeypatch.context() as patch:
-        signal_at_step(patch, STOP_AT_STEP, signum)
-        with pytest.raises(Stopped, match=rf"^{signal.Signals(signum).name}: stopped in epoch 2 after step 27; "
-                                          "the checkpoint is saved: run the same command to resume$") as stopped:
-            run(compose_config(*OVERRIDES), tmp_path / "stopped")
+    # Python's own default, whatever the test process was left with (a pytest-xdist worker's earlier tests).
+    previous = signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+    try:
+        with monkeypatch.context() as patch:
+            signal_at_step(patch, STOP_AT_STEP, signum)
+            with pytest.raises(Stopped, match=rf"^{signal.Signals(signum).name}: stopped in epoch 2 after step 27; "
+                                              "the checkpoint is saved: run the same command to resume$") as stopped:
+                run(compose_config(*OVERRIDES), tmp_path / "stopped")
+        assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)  # the default is back
+    finally:
+        signal.signal(signum, previous)
     assert stopped.value.exit_code == code
-    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)  # the default is back
     state = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
     assert state["engine"]["step"] == STOP_AT_STEP and state["epoch_in_progress"]["batches_done"] == 7
     resumed = run(compose_config(*OVERRIDES), tmp_path / "stopped")

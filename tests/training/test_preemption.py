@@ -114,7 +114,7 @@ def test_ctrl_c_and_kill_checkpoint_mid_epoch_and_the_run_resumes_exactly(tmp_pa
     """Where only Python's default handles them, SIGINT and SIGTERM stop a run as SIGUSR2 does, with the
     exit code a shell gives a process the signal ended."""
     straight = run(compose_config(*OVERRIDES), tmp_path / "straight")
-    # Python's own default, whatever the test process was left with (a pytest-xdist worker's earlier tests).
+    # Python's own default, whatever this process inherited (started in the background, SIGINT is ignored).
     previous = signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
     try:
         with monkeypatch.context() as patch:

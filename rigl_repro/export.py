@@ -74,7 +74,7 @@ from rigl_repro.results import SUMMARY_FILE, atomic_file, load_summary
 from rigl_repro.run.build import Precision, count_correct
 from rigl_repro.run.identity import identity_changes
 from rigl_repro.run.recipe import enabled
-from rigl_repro.sparsity.layouts import BITS, MaskLayout, choose_layout, layout_from, packed_bits, unpacked_bits
+from rigl_repro.sparsity.layouts import BITS, MaskLayout, choose_layout, layout_from
 from rigl_repro.sparsity.masks import MASK_BUFFER, attach_masks
 from rigl_repro.training.checkpoint import CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE
 
@@ -88,7 +88,6 @@ BITS_ONLY_VERSIONS = (1, 2)  # versions written before mask layouts: every mask 
 READABLE_VERSIONS = (1, 2, FORMAT_VERSION)
 CONTENT_HASH = "content_sha256"
 MASK_LAYOUTS = "mask_layouts"  # JSON: each masked weight stored in a layout other than bits, and its layout
-BITS_SUFFIX = ".bits"  # "<W>_mask.bits": the packed mask of weight W
 VALUES_SUFFIX = ".values"  # "<W>.values": W's active values in mask order
 RUN_MARKERS = (CHECKPOINT_FILE, INITIAL_WEIGHTS_FILE, ".hydra")  # what an unfinished run folder holds
 REEXPORT = "export its run again with scripts/export.py RUN_DIR"  # the remedy for every unloadable export
@@ -124,19 +123,6 @@ class ExportReport:
 
 
 # ---------------------------------------------------------------------------------------------- the format
-def pack_mask(mask: torch.Tensor) -> torch.Tensor:
-    """A boolean mask as uint8 bits, row-major, eight to a byte, little bit order; ceil(numel / 8) bytes."""
-    return packed_bits(mask)
-
-
-def unpack_mask(bits: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """The boolean mask of ``shape`` that ``pack_mask`` packed into ``bits``."""
-    try:
-        return unpacked_bits(bits, math.prod(shape)).reshape(shape)
-    except ValueError as error:
-        raise ExportError(f"mask bits: {error} of a mask of shape {shape}") from None
-
-
 def dense_bytes(state: Mapping[str, torch.Tensor]) -> int:
     """Bytes of a state dict's tensors without its masks: the model stored densely at its own dtypes."""
     return sum(t.numel() * t.element_size() for key, t in state.items() if not key.endswith(MASK_BUFFER))

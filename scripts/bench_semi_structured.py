@@ -92,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args(argv)
-    if args.features % 64:
-        parser.error(f"--features={args.features}: semi-structured kernels take multiples of 64")
+    if args.features < 64 or args.features % 64:
+        parser.error(f"--features={args.features}: semi-structured kernels take positive multiples of 64")
+    for option, value in (("--batch", args.batch), ("--repeats", args.repeats)):
+        if value < 1:
+            parser.error(f"{option}={value}: expected a positive integer")
     record = measure(args.device, args.features, args.batch, args.repeats)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=1) + "\n")

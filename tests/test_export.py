@@ -34,13 +34,12 @@ from rigl_repro.export import (  # noqa: E402
     expand_state,
     export_run,
     load_export,
-    pack_mask,
-    unpack_mask,
     write_export,
 )
 from rigl_repro.models import build_model  # noqa: E402
 from rigl_repro.results import OutputError  # noqa: E402
 from rigl_repro.sparsity import SparseEngine, build_method  # noqa: E402
+from rigl_repro.sparsity.layouts import packed_bits, unpacked_bits  # noqa: E402
 from rigl_repro.training.session import run  # noqa: E402
 from tests.helpers import compose_config  # noqa: E402
 
@@ -132,10 +131,10 @@ def test_masks_pack_to_bits_and_weights_keep_only_their_active_values():
     generator = torch.Generator().manual_seed(0)
     for shape in [(1,), (7,), (8,), (9,), (5, 3, 3, 3), (10, 17)]:
         mask = torch.rand(shape, generator=generator) < 0.3
-        packed = pack_mask(mask)
+        packed = packed_bits(mask)
         assert packed.dtype == torch.uint8 and packed.numel() == math.ceil(mask.numel() / 8)
-        assert torch.equal(unpack_mask(packed, shape), mask)
-    assert pack_mask(torch.tensor([True, False, False, True, False, False, False, False, True])).tolist() == [9, 1]
+        assert torch.equal(unpacked_bits(packed, mask.numel()).reshape(shape), mask)
+    assert packed_bits(torch.tensor([True, False, False, True, False, False, False, False, True])).tolist() == [9, 1]
     weight = torch.randn(6, 4, 3, 3, generator=generator).contiguous(memory_format=torch.channels_last)
     mask = (torch.rand(6, 4, 3, 3, generator=generator) < 0.2).contiguous(memory_format=torch.channels_last)
     weight = weight * mask

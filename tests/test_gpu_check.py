@@ -175,3 +175,15 @@ def test_the_2_4_benchmark_checks_the_export_layout_and_says_why_it_did_not_time
     record = json.loads(record_file.read_text())
     assert record["layout_reloads_exactly"] and record["compressed_shape"] == [64, 32]
     assert "need a CUDA device" in record["skipped"] and "speedup" not in record
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--features", "100"], "--features=100: semi-structured kernels take positive multiples of 64"),
+    (["--batch", "0"], "--batch=0: expected a positive integer"),
+])  # fmt: skip
+def test_the_2_4_benchmark_refuses_bad_sizes_in_one_line(tmp_path, arguments, message):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_semi_structured.py"), "--json",
+                             str(tmp_path / "semi.json"), "--device", "cpu", *arguments],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(message)
+    assert not (tmp_path / "semi.json").exists()

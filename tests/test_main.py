@@ -66,7 +66,7 @@ def csv_rows(path):
 def test_a_run_with_the_csv_logger_writes_csv_files_in_the_same_folder_and_never_imports_wandb(tmp_path):
     overrides = ("dataset=digits", "train.epochs=2", "masking.delta_t=10", "logger=csv", f"output_root={tmp_path}/runs")
     result = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "main.py"), *overrides], cwd=tmp_path,
-                            capture_output=True, text=True)  # fmt: skip
+                            capture_output=True, text=True, env=with_wandb_default())  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     # The logger is not part of the folder's name: the folder of the same run with W&B (above).
     run_dir = tmp_path / "runs" / "digits-small_cnn-rigl" / "dataset=digits,masking.delta_t=10,seed=0,train.epochs=2"
@@ -85,7 +85,7 @@ def test_a_run_with_the_csv_logger_writes_csv_files_in_the_same_folder_and_never
 def test_a_sweep_with_the_csv_logger_writes_each_runs_history(tmp_path):
     overrides = ("dataset=digits", "train.epochs=1", "masking.delta_t=10", "logger=csv", "seed=0,1",
                  f"output_root={tmp_path}")  # fmt: skip
-    result = main_py("-m", *overrides, cwd=tmp_path)
+    result = main_py("-m", *overrides, cwd=tmp_path, env=with_wandb_default())
     assert result.returncode == 0, result.stderr[-2000:]
     run_dirs = sorted(path.parent for path in tmp_path.rglob("history.csv"))
     assert [path.name for path in run_dirs] == ["dataset=digits,masking.delta_t=10,seed=0,train.epochs=1",
@@ -142,7 +142,7 @@ def test_a_run_with_wandb_disabled_never_imports_it(tmp_path):
     """W&B's wheel stays off the GPU machine (scripts/gpu_check.py): a disabled run must not need it."""
     overrides = ("dataset=digits", "logger.mode=disabled", "train.epochs=1", f"output_root={tmp_path}/runs")
     command = [sys.executable, "-X", "importtime", str(ROOT / "main.py"), *overrides]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=with_wandb_default())
     assert result.returncode == 0, result.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert {"torch", "hydra", "rigl_repro.loggers"} <= imported  # the list is complete enough to tell

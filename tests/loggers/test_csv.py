@@ -166,7 +166,8 @@ def test_the_w_and_b_mode_a_scale_sets_is_ignored_but_other_options_are_refused(
         validate_logger_options({"name": "csv", "project": "rigl-repro"})
 
 
-def test_a_run_with_the_csv_logger_matches_its_summary_json_after_a_resume(tmp_path):
+def test_a_run_with_the_csv_logger_matches_its_summary_json_after_a_resume(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # W&B as configured: the CSV logger alone keeps it out
     overrides = ("train.epochs=3", "masking=set", "masking.delta_t=5")
     run_killed_in_epoch(csv_config(*overrides), tmp_path, epoch=3)
     assert [row["epoch"] for row in read_rows(tmp_path / "history.csv")] == ["1", "2"]

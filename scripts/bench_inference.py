@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                         for d in decisions:
                             print(f"    {d.name} {d.shape} rows {d.rows} density {d.density:.3f}: dense "
                                   f"{d.dense_ms:.3f} ms, csr {d.sparse_ms:.3f} ms -> {d.layout}"
+                                  f"{f' ({d.kernel})' if d.kernel else ''}"
                                   f"{f' (tiles of {d.tile} rows)' if d.tile else ''}")  # fmt: skip
     assert all(tuple(r) == KEYS for r in records)
     print(table(records))

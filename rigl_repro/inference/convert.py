@@ -8,7 +8,12 @@ it faster than the dense product; elsewhere the dense Linear stays. Whether CSR 
 shape and density, the number of rows it sees at once (batch x tokens) and the threads, so the decision is
 measured per layer rather than guessed from the density.
 
-The product form: for an input ``x`` of shape (rows, in) and a CSR weight ``W`` of shape (out, in),
+Two CSR products are candidates: the project's own kernel (``native.py``, ``sparse_linear.c``: row-major input
+and output, packed 64-row tiles, register accumulators), where the machine can build it, and torch's. The
+native one was 2-3x faster than torch's on every layer of the benchmark's models at batch 128 (docs/benchmarks.md),
+so torch's tiled variants below are timed only where the native kernel is unavailable.
+
+Torch's product form: for an input ``x`` of shape (rows, in) and a CSR weight ``W`` of shape (out, in),
 ``torch.addmm(bias[:, None], W, x.T.contiguous()).T`` (CSR times a row-major dense matrix, then a transposed view)
 was the fastest form measured here: ``x @ W.T`` with ``W.T`` in CSR (a CSR right operand) was 4-10x slower
 than the dense product, and ``torch.sparse.mm`` with a separate bias add up to 2x slower than ``addmm`` on
@@ -35,16 +40,21 @@ import os
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from rigl_repro.inference.native import native_kernel
+
 DENSE = "dense"
 CSR = "csr"
 LAYOUTS = (DENSE, CSR)
+NATIVE = "native"  # CSR products: the project's kernel (native.py) or torch's (MKL's sparse BLAS on the CPU)
+TORCH = "torch"
+KERNELS = (NATIVE, TORCH)
 # Rows per tile of the tiled CSR product: each is tried where a layer sees at least twice as many rows.
 ROW_TILES = (256, 64, 32)
 # torch warns once per process that its CSR support is in beta; the products used here are tested.
@@ -56,8 +66,9 @@ class LayerDecision:
     """What ``sparsify_for_inference`` chose for one ``nn.Linear``: ``name`` (its module name), ``shape``
     (out_features, in_features), ``density`` (the share of non-zero weights), ``rows`` (rows of the timed input,
     batch x tokens), the median milliseconds of the dense and of the fastest CSR product (NaN where the layout
-    was forced, nothing timed), the ``layout`` chosen (``"dense"`` or ``"csr"``) and, for CSR, ``tile`` (the
-    rows per product, None for all at once)."""
+    was forced, nothing timed), the ``layout`` chosen (``"dense"`` or ``"csr"``) and, for CSR, ``kernel``
+    (``"native"`` or ``"torch"``, the product) and ``tile`` (torch's product only: the rows per product, None
+    for all at once)."""
 
     name: str
     shape: tuple[int, int]
@@ -67,6 +78,7 @@ class LayerDecision:
     sparse_ms: float
     layout: str
     tile: int | None = None
+    kernel: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,21 +95,34 @@ def effective_weight(linear: nn.Linear) -> torch.Tensor:
     return weight
 
 
+def _native_takes(*tensors: torch.Tensor) -> bool:
+    """Whether the native kernel computes with these (float32 on the CPU); elsewhere torch's product does."""
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+
+
 class CsrLinear(nn.Module):
     """``nn.Linear`` for inference with its weight in CSR layout (only the non-zero weights and their
-    indices): ``y = x W^T + b`` as ``(W x^T + b[:, None])^T``, the fastest CSR form measured (module docstring).
+    indices). ``kernel="native"``: the project's product (``native.py``), row-major in and out, falling back
+    to torch's where the kernel cannot be built; ``"torch"``: ``y = x W^T + b`` as ``(W x^T + b[:, None])^T``,
+    torch's fastest CSR form measured (module docstring), a transposed view.
 
     Inputs may have leading dimensions (batch, tokens, ...): they are flattened to rows and restored; with
-    ``tile``, the product runs over that many rows at a time. No gradients (the CSR weight is a buffer): use it
-    in eval mode under ``torch.no_grad``/``inference_mode``.
+    ``tile`` (torch's product), the product runs over that many rows at a time. No gradients (the CSR weight is
+    a buffer): use it in eval mode under ``torch.no_grad``/``inference_mode``.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, tile: int | None = None) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, tile: int | None = None,
+                 kernel: str = TORCH) -> None:  # fmt: skip
         super().__init__()
         if tile is not None and tile < 1:
             raise ValueError(f"tile must be >= 1 rows, got {tile}")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel={kernel!r}: choose one of {', '.join(KERNELS)}")
+        if kernel == NATIVE and tile is not None:
+            raise ValueError("the native kernel tiles its input itself: tile must be None")
         self.out_features, self.in_features = weight.shape
         self.tile = tile
+        self.kernel = kernel
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_BETA_WARNING)
             csr = weight.detach().to_sparse_csr()
@@ -108,9 +133,9 @@ class CsrLinear(nn.Module):
         self.register_buffer("bias_column", None if bias is None else bias.detach().reshape(-1, 1).clone())
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, tile: int | None = None) -> CsrLinear:
+    def from_linear(cls, linear: nn.Linear, tile: int | None = None, kernel: str = TORCH) -> CsrLinear:
         """The layer computing what ``linear`` (with its mask) computes."""
-        return cls(effective_weight(linear), linear.bias, tile)
+        return cls(effective_weight(linear), linear.bias, tile, kernel)
 
     @property
     def nnz(self) -> int:
@@ -126,6 +151,13 @@ class CsrLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         leading = x.shape[:-1]
         rows = x.reshape(-1, self.in_features)
+        weight = self.weight
+        kernel = native_kernel() if self.kernel == NATIVE and _native_takes(rows, weight) else None
+        if kernel is not None:
+            bias = None if self.bias_column is None else self.bias_column.view(-1)
+            out = kernel.linear(rows, weight.crow_indices(), weight.col_indices(), weight.values(), bias,
+                                self.out_features)  # fmt: skip
+            return out.reshape(*leading, self.out_features)
         if self.tile is None or rows.shape[0] <= self.tile:
             out = self._product(rows)
         else:
@@ -135,7 +167,7 @@ class CsrLinear(nn.Module):
     def extra_repr(self) -> str:
         density = self.nnz / max(1, self.out_features * self.in_features)
         return (f"in_features={self.in_features}, out_features={self.out_features}, density={density:.4f}, "
-                f"tile={self.tile}")  # fmt: skip
+                f"kernel={self.kernel}, tile={self.tile}")  # fmt: skip
 
 
 class RowMajorLinear(nn.Linear):
@@ -219,6 +251,7 @@ def sparsify_for_inference(
     force: str | Mapping[str, str] | None = None,
     min_gain: float = 0.05,
     max_density: float = 0.5,
+    kernels: Sequence[str] = KERNELS,
     warmup: int = 3,
     repeats: int = 10,
     inplace: bool = False,
@@ -233,12 +266,19 @@ def sparsify_for_inference(
     ``example_input`` (one batch as the model takes it), the rows each Linear really sees, e.g. batch x tokens
     in a transformer. CSR is chosen where it is at least ``min_gain`` (a share) faster, so timing noise does
     not flip layers that are even. Layers denser than ``max_density`` stay dense untimed (CSR's indices then
-    cost more than the zeros it skips). ``force``: ``"dense"`` or ``"csr"`` for every Linear, or a mapping from
-    module names to layouts, decided without timing. The model is put in eval mode; outputs equal the masked
-    dense model's up to the summation order of floating point.
+    cost more than the zeros it skips). ``kernels``: the CSR products to consider (``"native"``, ``"torch"``;
+    the native one only where it can be built); every one is timed, and torch's tiled variants where the native
+    kernel is not a candidate. ``force``: ``"dense"`` or ``"csr"`` for every Linear, or a mapping from
+    module names to layouts, decided without timing (CSR then takes the first available of ``kernels``). The
+    model is put in eval mode; outputs equal the masked dense model's up to the summation order of floating
+    point.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    unknown = [kernel for kernel in kernels if kernel not in KERNELS]
+    if unknown or not kernels:
+        raise ValueError(f"kernels={list(kernels)!r}: choose from {', '.join(KERNELS)}")
+    available = [kernel for kernel in kernels if kernel != NATIVE or native_kernel() is not None] or [TORCH]
     converted = model if inplace else copy.deepcopy(model)
     converted.eval()
     linears = [(name, module) for name, module in converted.named_modules() if type(module) is nn.Linear]
@@ -258,27 +298,29 @@ def sparsify_for_inference(
             dense_ms = sparse_ms = math.nan
             if layout is None and density > max_density:
                 layout = DENSE
-            tile = None
+            kernel, tile = available[0], None
             if layout is None:
                 x = torch.randn(n_rows, linear.in_features, generator=generator, dtype=weight.dtype)
                 x = x.to(weight.device)
-                tiles = [None, *(tile for tile in ROW_TILES if n_rows >= 2 * tile)]
+                kernels_here = [k for k in available if k != NATIVE or _native_takes(weight)] or [TORCH]
+                candidates = [(candidate, None) for candidate in kernels_here]
+                if NATIVE not in kernels_here:
+                    candidates += [(TORCH, tile) for tile in ROW_TILES if n_rows >= 2 * tile]
                 with torch.inference_mode():
-                    timed = {}  # tile: (dense ms, CSR ms), each pair timed in alternation
-                    for candidate_tile in tiles:
-                        candidate = CsrLinear(weight, linear.bias, candidate_tile)
-                        timed[candidate_tile] = paired_median_ms(lambda: linear(x), lambda: candidate(x), warmup,
-                                                                 repeats)  # fmt: skip
-                tile = min(timed, key=lambda t: timed[t][1] / timed[t][0])
-                dense_ms, sparse_ms = timed[tile]
+                    timed = {}  # (kernel, tile): (dense ms, CSR ms), each pair timed in alternation
+                    for candidate in candidates:
+                        layer = CsrLinear(weight, linear.bias, candidate[1], candidate[0])
+                        timed[candidate] = paired_median_ms(lambda: linear(x), lambda: layer(x), warmup, repeats)
+                kernel, tile = min(timed, key=lambda c: timed[c][1] / timed[c][0])
+                dense_ms, sparse_ms = timed[kernel, tile]
                 layout = CSR if sparse_ms < dense_ms * (1.0 - min_gain) else DENSE
             if layout == CSR:
-                _set_submodule(converted, name, CsrLinear(weight, linear.bias, tile))
+                _set_submodule(converted, name, CsrLinear(weight, linear.bias, tile, kernel))
             else:
-                tile = None
+                kernel = tile = None
                 linear.__class__ = RowMajorLinear  # the converted copy's own module: same state, row-major input
             decisions.append(LayerDecision(name, (linear.out_features, linear.in_features), density, n_rows,
-                                           dense_ms, sparse_ms, layout, tile))  # fmt: skip
+                                           dense_ms, sparse_ms, layout, tile, kernel))  # fmt: skip
     finally:
         torch.set_num_threads(previous_threads)
     return converted, decisions
@@ -309,6 +351,7 @@ def max_relative_error(reference: torch.Tensor, output: torch.Tensor) -> float:
 
 
 __all__ = [
-    "CSR", "CsrLinear", "DENSE", "LayerDecision", "ROW_TILES", "RowMajorLinear", "effective_weight",
-    "load_for_inference", "max_relative_error", "median_ms", "paired_median_ms", "sparsify_for_inference",
+    "CSR", "CsrLinear", "DENSE", "KERNELS", "LayerDecision", "NATIVE", "ROW_TILES", "RowMajorLinear", "TORCH",
+    "effective_weight", "load_for_inference", "max_relative_error", "median_ms", "paired_median_ms",
+    "sparsify_for_inference",
 ]  # fmt: skip

@@ -1,0 +1,145 @@
+"""The native CSR product (``sparse_linear.c``): built once per machine with the system's C compiler, loaded
+with ctypes, and used by ``CsrLinear`` where the per-layer timing finds it fastest.
+
+Why a kernel of our own: torch's CPU CSR product (MKL's sparse BLAS) reaches 1.4-2x over the dense product at
+density 0.1 where reading only the non-zeros allows far more; the kernel packs the input 64 rows at a time so
+that each non-zero weight is one broadcast and a few vector multiply-adds into register accumulators
+(``sparse_linear.c`` says how, docs/benchmarks.md how fast). It is compiled rather than shipped because it is
+built for the CPU it runs on (``-march=native``); no compiler, or a failed build, leaves torch's product, with
+one warning.
+
+The shared library is cached under ``$RIGL_REPRO_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/rigl-repro/kernels``,
+else ``~/.cache/rigl-repro/kernels``, named by a hash of the source, the compiler, its flags and the CPU's
+features, so a home directory shared between different machines never loads one built for another CPU.
+``RIGL_REPRO_NATIVE_KERNEL=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("sparse_linear.c")
+FLAG_SETS = (["-O3", "-march=native"], ["-O3"])  # the second where the compiler does not know -march=native
+COMMON_FLAGS = ["-shared", "-fPIC", "-pthread", "-std=c11"]
+ENABLE_VARIABLE = "RIGL_REPRO_NATIVE_KERNEL"
+CACHE_VARIABLE = "RIGL_REPRO_KERNEL_CACHE"
+
+
+class NativeKernelError(RuntimeError):
+    """The native product failed (memory for its tiles ran out) or was given tensors it cannot take."""
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept (module docstring)."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "rigl-repro" / "kernels"
+
+
+def _cpu_features() -> str:
+    """The CPU's model and feature flags (Linux), else the platform's description."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            lines = [line for line in cpuinfo if line.startswith(("model name", "flags", "Features"))]
+        return "".join(dict.fromkeys(lines))
+    except OSError:
+        return platform.platform() + platform.processor()
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def _build(compiler: str, target_dir: Path) -> Path:
+    """Compile ``SOURCE`` into ``target_dir`` (atomically: concurrent processes may build the same file) and
+    return the library's path; raises ``RuntimeError`` with the compiler's last words when no flag set works."""
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+    errors = []
+    for flags in FLAG_SETS:
+        key = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, version, *flags, *COMMON_FLAGS,
+                                        platform.machine(), _cpu_features()]).encode()).hexdigest()[:16]  # fmt: skip
+        library = target_dir / f"sparse_linear-{key}.so"
+        if library.exists():
+            return library
+        target_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target_dir) as scratch:
+            built = Path(scratch) / library.name
+            result = subprocess.run([compiler, *flags, *COMMON_FLAGS, str(SOURCE), "-o", str(built)],
+                                    capture_output=True, text=True, timeout=300)  # fmt: skip
+            if result.returncode == 0:
+                os.replace(built, library)
+                return library
+            errors.append((result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"])
+    raise RuntimeError(f"{compiler} failed: {errors[-1][0]}")
+
+
+class NativeKernel:
+    """The loaded ``rigl_sparse_linear`` of ``sparse_linear.c``."""
+
+    def __init__(self, library: Path) -> None:
+        self.path = library
+        self._lib = ctypes.CDLL(str(library))
+        function = self._lib.rigl_sparse_linear
+        pointer, size = ctypes.c_void_p, ctypes.c_int64
+        function.argtypes = [pointer, pointer, pointer, pointer, size, size, size, pointer, pointer, ctypes.c_int]
+        function.restype = ctypes.c_int
+        self._function = function
+
+    def linear(self, x: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
+               bias: torch.Tensor | None, out_features: int, threads: int | None = None) -> torch.Tensor:  # fmt: skip
+        """``x @ W.T + bias`` for rows ``x`` (rows, in) and the CSR weight ``W`` (out_features x in) given by
+        ``crow``, ``col`` (int32) and ``values``; every tensor float32 (indices int32) on the CPU. ``threads``:
+        default torch's thread count. The checks guard the raw pointers handed to C."""
+        if x.dim() != 2 or x.dtype != torch.float32 or x.device.type != "cpu":
+            raise NativeKernelError(f"the native product takes float32 CPU rows (rows, in), got {x.dtype} "
+                                    f"{tuple(x.shape)} on {x.device}")  # fmt: skip
+        if crow.dtype != torch.int32 or col.dtype != torch.int32 or values.dtype != torch.float32:
+            raise NativeKernelError("the native product takes int32 CSR indices and float32 values")
+        if crow.numel() != out_features + 1 or col.numel() != values.numel():
+            raise NativeKernelError(f"CSR indices do not describe {out_features} rows")
+        if bias is not None and (bias.dtype != torch.float32 or bias.numel() != out_features):
+            raise NativeKernelError(f"bias must be float32 with {out_features} entries")
+        x = x.contiguous()
+        crow, col, values = crow.contiguous(), col.contiguous(), values.contiguous()
+        bias = None if bias is None else bias.contiguous()
+        y = torch.empty(x.shape[0], out_features, dtype=torch.float32)
+        if x.shape[0] == 0 or out_features == 0:
+            return y
+        status = self._function(crow.data_ptr(), col.data_ptr(), values.data_ptr(),
+                                None if bias is None else bias.data_ptr(), out_features, x.shape[1], x.shape[0],
+                                x.data_ptr(), y.data_ptr(), threads or torch.get_num_threads())  # fmt: skip
+        if status != 0:
+            raise NativeKernelError("the native product ran out of memory for its input tiles")
+        return y
+
+
+@functools.cache
+def native_kernel() -> NativeKernel | None:
+    """The native kernel, built on first use (cached per process and on disk), or None, with one warning
+    saying why, where it cannot be built or is turned off by ``RIGL_REPRO_NATIVE_KERNEL=0``."""
+    if os.environ.get(ENABLE_VARIABLE, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    compiler = _compiler()
+    try:
+        if compiler is None:
+            raise RuntimeError("no C compiler found (set CC)")
+        return NativeKernel(_build(compiler, cache_dir()))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        warnings.warn(f"rigl_repro.inference: native sparse kernel unavailable ({error}); CSR layers use torch's "
+                      "product", RuntimeWarning, stacklevel=2)  # fmt: skip
+        return None
+
+
+__all__ = ["NativeKernel", "NativeKernelError", "cache_dir", "native_kernel"]

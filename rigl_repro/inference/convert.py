@@ -155,9 +155,7 @@ class CsrLinear(nn.Module):
         kernel = native_kernel() if self.kernel == NATIVE and _native_takes(rows, weight) else None
         if kernel is not None:
             bias = None if self.bias_column is None else self.bias_column.view(-1)
-            out = kernel.linear(rows, weight.crow_indices(), weight.col_indices(), weight.values(), bias,
-                                self.out_features)  # fmt: skip
-            return out.reshape(*leading, self.out_features)
+            return kernel.linear(rows, weight, bias).reshape(*leading, self.out_features)
         if self.tile is None or rows.shape[0] <= self.tile:
             out = self._product(rows)
         else:

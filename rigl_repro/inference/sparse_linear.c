@@ -22,7 +22,7 @@
 #define VW 8                  /* floats per vector: 256-bit, the width measured fastest here (also on AVX-512) */
 #define TILE 64               /* rows of x per packed tile: 64 measured fastest of 16, 32, 64, 128 */
 #define NV (TILE / VW)        /* vector accumulators per output row */
-#define MIN_TILED_ROWS 8      /* fewer leftover rows than this go through the one-row path */
+#define MIN_TILED_ROWS 2      /* a single leftover row goes through the one-row path */
 #define MAX_THREADS 256
 
 typedef float vec __attribute__((vector_size(4 * VW)));
@@ -41,38 +41,56 @@ typedef struct {
     int status;
 } task_t;
 
-/* n (<= TILE) rows of x packed as columns: xt[j * TILE + t] = x[t, j], zero beyond n. */
-static void pack_tile(const float *restrict x, int64_t in, int64_t n, float *restrict xt) {
-    if (n < TILE) memset(xt, 0, sizeof(float) * TILE * in);
+/* n (<= width) rows of x packed as columns: xt[j * width + t] = x[t, j], zero beyond n. */
+static void pack_tile(const float *restrict x, int64_t in, int64_t n, int64_t width, float *restrict xt) {
+    if (n < width) memset(xt, 0, sizeof(float) * width * in);
     for (int64_t t = 0; t < n; ++t) {
         const float *restrict row = x + t * in;
-        for (int64_t j = 0; j < in; ++j) xt[j * TILE + t] = row[j];
+        for (int64_t j = 0; j < in; ++j) xt[j * width + t] = row[j];
     }
 }
 
-static void tile_product(const task_t *task, int64_t first_row, int64_t n, float *restrict xt, float *restrict yt) {
-    const int32_t *restrict crow = task->crow, *restrict col = task->col;
-    const float *restrict val = task->val, *restrict bias = task->bias;
-    const int64_t in = task->in, out = task->out;
-    pack_tile(task->x + first_row * in, in, n, xt);
-    for (int64_t i = task->out_begin; i < task->out_end; ++i) {
-        vec acc[NV];
-        const vec b = splat(bias ? bias[i] : 0.0f);
-        for (int k = 0; k < NV; ++k) acc[k] = b;
-        for (int32_t p = crow[i]; p < crow[i + 1]; ++p) {
-            const vec w = splat(val[p]);
-            const float *restrict column = xt + (int64_t)col[p] * TILE;
-            _Pragma("GCC unroll 16")
-            for (int k = 0; k < NV; ++k) acc[k] += w * load_vec(column + VW * k);
-        }
-        float *restrict dst = yt + (i - task->out_begin) * TILE;
-        _Pragma("GCC unroll 16")
-        for (int k = 0; k < NV; ++k) store_vec(dst + VW * k, acc[k]);
+/* The product over one packed tile of WIDTH columns (NV vectors of accumulators per output row): one
+ * function per width, so that the accumulators' count is a constant the compiler keeps in registers. */
+#define TILE_PRODUCT(NV)                                                                                    \
+static void tile_product_##NV(const task_t *task, const float *restrict xt, float *restrict yt) {            \
+    const int32_t *restrict crow = task->crow, *restrict col = task->col;                                  \
+    const float *restrict val = task->val, *restrict bias = task->bias;                                    \
+    for (int64_t i = task->out_begin; i < task->out_end; ++i) {                                            \
+        vec acc[NV];                                                                                       \
+        const vec b = splat(bias ? bias[i] : 0.0f);                                                        \
+        for (int k = 0; k < NV; ++k) acc[k] = b;                                                           \
+        for (int32_t p = crow[i]; p < crow[i + 1]; ++p) {                                                  \
+            const vec w = splat(val[p]);                                                                   \
+            const float *restrict column = xt + (int64_t)col[p] * (NV * VW);                               \
+            _Pragma("GCC unroll 16")                                                                       \
+            for (int k = 0; k < NV; ++k) acc[k] += w * load_vec(column + VW * k);                          \
+        }                                                                                                  \
+        float *restrict dst = yt + (i - task->out_begin) * (NV * VW);                                      \
+        _Pragma("GCC unroll 16")                                                                           \
+        for (int k = 0; k < NV; ++k) store_vec(dst + VW * k, acc[k]);                                      \
+    }                                                                                                      \
+}
+TILE_PRODUCT(1)
+TILE_PRODUCT(2)
+TILE_PRODUCT(4)
+TILE_PRODUCT(8)
+
+/* Rows first_row .. first_row + n (n <= TILE) through the narrowest tile that holds them. */
+static void tile_rows(const task_t *task, int64_t first_row, int64_t n, float *restrict xt, float *restrict yt) {
+    const int64_t width = n <= VW ? VW : n <= 2 * VW ? 2 * VW : n <= 4 * VW ? 4 * VW : TILE;
+    const int64_t out = task->out;
+    pack_tile(task->x + first_row * task->in, task->in, n, width, xt);
+    switch (width / VW) {
+        case 1: tile_product_1(task, xt, yt); break;
+        case 2: tile_product_2(task, xt, yt); break;
+        case 4: tile_product_4(task, xt, yt); break;
+        default: tile_product_8(task, xt, yt); break;
     }
     float *restrict y = task->y + first_row * out;
     for (int64_t t = 0; t < n; ++t)
         for (int64_t i = task->out_begin; i < task->out_end; ++i)
-            y[t * out + i] = yt[(i - task->out_begin) * TILE + t];
+            y[t * out + i] = yt[(i - task->out_begin) * width + t];
 }
 
 /* One row of x at a time (a sparse matrix-vector product per row): for the few rows a tile would waste. */
@@ -96,10 +114,8 @@ static void *run_task(void *arg) {
         if (xt == NULL) { task->status = 1; return NULL; }
         yt = xt + TILE * task->in;
     }
-    for (; task->row_end - row >= MIN_TILED_ROWS; row += TILE) {
-        const int64_t n = task->row_end - row < TILE ? task->row_end - row : TILE;
-        tile_product(task, row, n, xt, yt);
-    }
+    for (; task->row_end - row >= MIN_TILED_ROWS; row += TILE)
+        tile_rows(task, row, task->row_end - row < TILE ? task->row_end - row : TILE, xt, yt);
     for (; row < task->row_end; ++row) row_product(task, row);
     free(xt);
     task->status = 0;

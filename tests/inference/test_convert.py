@@ -12,11 +12,19 @@ import pytest
 import torch
 from torch import nn
 
-from rigl_repro.inference import ROW_TILES, CsrLinear, RowMajorLinear, max_relative_error, sparsify_for_inference
+from rigl_repro.inference import (
+    ROW_TILES,
+    CsrLinear,
+    RowMajorLinear,
+    max_relative_error,
+    native_kernel,
+    sparsify_for_inference,
+)
 from rigl_repro.models.examples import mlp, vit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEYS = ["model", "density", "batch", "threads", "dense_ms", "sparse_ms", "speedup", "max_rel_error"]
+needs_kernel = pytest.mark.skipif(native_kernel() is None, reason="the native kernel cannot be built here")
 
 
 def masked(model: nn.Module, density: float = 0.1, seed: int = 0) -> nn.Module:
@@ -34,17 +42,56 @@ def linear_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if type(module) is nn.Linear]
 
 
+@pytest.mark.parametrize("kernel", ["native", "torch"])
 @pytest.mark.parametrize("build, shape", [(lambda: mlp(hidden=(48, 32)), (3, 1, 28, 28)),
-                                          (lambda: vit(dim=32, depth=2, heads=2, patch=7), (3, 1, 28, 28))])
-def test_converted_models_equal_the_masked_dense_models(build, shape):
+                                          (lambda: vit(dim=32, depth=2, heads=2, patch=7), (3, 1, 28, 28)),
+                                          (lambda: vit(dim=32, depth=2, heads=2, patch=7), (70, 1, 28, 28))])
+def test_converted_models_equal_the_masked_dense_models(build, shape, kernel):
+    if kernel == "native" and native_kernel() is None:
+        pytest.skip("the native kernel cannot be built here")
     torch.manual_seed(0)
     model = masked(build())
     x = torch.randn(*shape)
-    converted, decisions = sparsify_for_inference(model, batch_size=3, force="csr")
+    converted, decisions = sparsify_for_inference(model, batch_size=3, force="csr", kernels=[kernel])
     assert [d.name for d in decisions] == linear_names(model)
     assert all(isinstance(converted.get_submodule(d.name), CsrLinear) for d in decisions)
+    assert {d.kernel for d in decisions} == {converted.get_submodule(d.name).kernel for d in decisions} == {kernel}
     with torch.inference_mode():
         assert max_relative_error(model(x), converted(x)) <= 1e-5
+
+
+@needs_kernel
+def test_a_native_layer_computes_what_the_masked_linear_does_on_any_input():
+    torch.manual_seed(0)
+    linear = masked(nn.Sequential(nn.Linear(40, 24)))[0]
+    layer = CsrLinear.from_linear(linear, kernel="native")
+    for x in (torch.randn(130, 40), torch.randn(40, 50).t(), torch.randn(2, 25, 40)):  # row-major, transposed, tokens
+        with torch.inference_mode():
+            out = layer(x)
+            assert out.shape == (*x.shape[:-1], 24) and out.is_contiguous()
+            assert max_relative_error(linear(x), out) <= 1e-5
+    double = torch.randn(5, 40, dtype=torch.float64)  # the native kernel takes float32 only: torch's product runs
+    with torch.inference_mode():
+        assert max_relative_error(linear.double()(double), layer.double()(double)) <= 1e-12
+    with pytest.raises(ValueError, match="tiles its input itself"):
+        CsrLinear.from_linear(linear, tile=64, kernel="native")
+    with pytest.raises(ValueError, match="choose one of native, torch"):
+        CsrLinear.from_linear(linear, kernel="mkl")
+
+
+def test_without_the_native_kernel_torchs_product_is_used(monkeypatch):
+    monkeypatch.setenv("RIGL_REPRO_NATIVE_KERNEL", "0")
+    native_kernel.cache_clear()
+    try:
+        model = masked(nn.Sequential(nn.Linear(32, 32)))
+        converted, (decision,) = sparsify_for_inference(model, batch_size=4, force="csr")
+        assert decision.kernel == "torch" == converted[0].kernel
+        _, (timed,) = sparsify_for_inference(model, batch_size=4 * 256, repeats=1, warmup=0, min_gain=-10.0)
+        assert timed.kernel == "torch" and timed.tile in (None, *ROW_TILES)  # torch's tiles are candidates again
+    finally:
+        native_kernel.cache_clear()
+    with pytest.raises(ValueError, match="kernels="):
+        sparsify_for_inference(model, batch_size=4, kernels=["mkl"])
 
 
 @pytest.mark.parametrize("tile", [None, 7, 64])
@@ -60,13 +107,17 @@ def test_a_tiled_csr_product_computes_what_the_whole_one_does(tile):
             assert max_relative_error(linear(x), out) <= 1e-5
 
 
-def test_layers_that_see_many_rows_also_time_the_tiled_product():
+def test_layers_that_see_many_rows_also_time_torchs_tiled_product():
     torch.manual_seed(0)
     model = masked(nn.Sequential(nn.Linear(32, 32)))
-    _, (decision,) = sparsify_for_inference(model, batch_size=4 * 256, repeats=1, warmup=0, min_gain=-10.0)
+    _, (decision,) = sparsify_for_inference(model, batch_size=4 * 256, repeats=1, warmup=0, min_gain=-10.0,
+                                            kernels=["torch"])  # fmt: skip
     assert decision.layout == "csr" and decision.tile in (None, *ROW_TILES)  # whichever timed faster, recorded
-    _, (small,) = sparsify_for_inference(model, batch_size=8, repeats=1, warmup=0, min_gain=-10.0)
+    _, (small,) = sparsify_for_inference(model, batch_size=8, repeats=1, warmup=0, min_gain=-10.0, kernels=["torch"])
     assert small.tile is None  # too few rows to tile
+    _, (either,) = sparsify_for_inference(model, batch_size=4 * 256, repeats=1, warmup=0, min_gain=-10.0)
+    if native_kernel() is not None:  # the native product tiles by itself; torch's is timed untiled beside it
+        assert either.kernel in ("native", "torch") and either.tile is None
 
 
 def test_a_linear_takes_leading_token_dimensions():
@@ -104,6 +155,7 @@ def test_timed_decisions_record_every_linear():
     converted, decisions = sparsify_for_inference(model, 2, threads=1, example_input=x, warmup=1, repeats=2)
     assert [d.name for d in decisions] == linear_names(model)
     assert all(d.layout in ("dense", "csr") and d.dense_ms > 0 and d.sparse_ms > 0 for d in decisions)
+    assert all((d.kernel in ("native", "torch")) == (d.layout == "csr") for d in decisions)
     assert {d.rows for d in decisions if d.name.startswith("blocks")} == {2 * 17}  # batch x (16 patches + cls)
     with torch.inference_mode():
         assert max_relative_error(model(x), converted(x)) <= 1e-5

@@ -1,0 +1,146 @@
+"""The native CSR kernel (rigl_repro/inference/sparse_linear.c through native.py): what it computes, on every
+path through its tiles and threads, and how it is built, cached and refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rigl_repro.inference import native as native_module
+from rigl_repro.inference.native import NativeKernel, NativeKernelError, native_kernel
+
+KERNEL = native_kernel()
+needs_kernel = pytest.mark.skipif(KERNEL is None, reason="the native kernel cannot be built here (no C compiler)")
+
+
+def sparse_weight(out: int, inp: int, density: float, seed: int = 0, empty_rows: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(out, inp, generator=generator) * (torch.rand(out, inp, generator=generator) < density)
+    weight[:empty_rows] = 0  # output rows without a single non-zero
+    return weight
+
+
+def csr(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` in CSR layout with int32 indices, as CsrLinear keeps it."""
+    full = weight.to_sparse_csr()
+    return torch.sparse_csr_tensor(full.crow_indices().int(), full.col_indices().int(), full.values(), full.shape,
+                                   check_invariants=True)
+
+
+def relative_error(reference: torch.Tensor, output: torch.Tensor) -> float:
+    return float((output - reference).abs().max() / reference.abs().max().clamp_min(1e-30))
+
+
+# Rows covering each path: one row alone, the narrow tiles (8, 16, 32 columns), a full tile of 64, full tiles
+# followed by a leftover of one row, of a narrow tile and of a wide one.
+ROWS = [1, 2, 7, 8, 9, 16, 17, 33, 64, 65, 71, 100, 129, 200]
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_it_computes_the_dense_product(rows, with_bias):
+    weight = sparse_weight(37, 53, 0.2, empty_rows=3)
+    bias = torch.randn(37) if with_bias else None
+    x = torch.randn(rows, 53)
+    out = KERNEL.linear(x, csr(weight), bias, threads=1)
+    assert out.shape == (rows, 37) and out.is_contiguous()
+    assert relative_error(F.linear(x, weight, bias), out) <= 1e-6
+    if with_bias:
+        assert torch.equal(out[:, :3], bias[:3].expand(rows, 3))  # an empty row gives the bias exactly
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", [1, 5, 64, 130, 300])
+def test_every_thread_count_gives_the_same_bits(rows):
+    weight = sparse_weight(70, 40, 0.3)
+    x, bias = torch.randn(rows, 40), torch.randn(70)
+    sparse = csr(weight)
+    one = KERNEL.linear(x, sparse, bias, threads=1)
+    # 2 and 3 threads split the row tiles or the outputs, 7 leaves threads without tiles, 200 is more than outputs.
+    for threads in (2, 3, 7, 200):
+        assert torch.equal(KERNEL.linear(x, sparse, bias, threads=threads), one), threads
+
+
+@needs_kernel
+def test_threads_default_to_torchs_count():
+    weight, x = sparse_weight(64, 64, 0.1), torch.randn(256, 64)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = KERNEL.linear(x, csr(weight))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(two, KERNEL.linear(x, csr(weight), threads=2))
+
+
+@needs_kernel
+def test_an_all_zero_weight_and_empty_inputs():
+    empty = csr(torch.zeros(5, 6))
+    assert empty.values().numel() == 0
+    bias = torch.randn(5)
+    assert torch.equal(KERNEL.linear(torch.randn(70, 6), empty, bias), bias.expand(70, 5))
+    assert KERNEL.linear(torch.randn(0, 6), empty, bias).shape == (0, 5)
+
+
+@needs_kernel
+def test_a_non_contiguous_input_is_taken_as_its_values():
+    weight = sparse_weight(12, 30, 0.3)
+    x = torch.randn(30, 66).t()  # a transposed view, as torch's CSR product returns
+    assert relative_error(F.linear(x, weight), KERNEL.linear(x, csr(weight))) <= 1e-6
+
+
+@needs_kernel
+def test_tensors_it_cannot_take_are_refused_before_c_sees_them():
+    dense = sparse_weight(4, 6, 0.5)
+    weight = csr(dense)
+    with pytest.raises(NativeKernelError, match="x is torch.float64"):
+        KERNEL.linear(torch.randn(3, 6, dtype=torch.float64), weight)
+    with pytest.raises(NativeKernelError, match=r"x must be \(rows, 6\)"):
+        KERNEL.linear(torch.randn(2, 3, 6), weight)
+    with pytest.raises(NativeKernelError, match=r"x must be \(rows, 6\)"):
+        KERNEL.linear(torch.randn(3, 5), weight)  # C would read past each row
+    with pytest.raises(NativeKernelError, match="int32"):
+        KERNEL.linear(torch.randn(3, 6), dense.to_sparse_csr())  # torch's own 64-bit indices
+    with pytest.raises(NativeKernelError, match="2-d CSR"):
+        KERNEL.linear(torch.randn(3, 6), dense)
+    with pytest.raises(NativeKernelError, match="bias must have 4 entries"):
+        KERNEL.linear(torch.randn(3, 6), weight, torch.randn(3))
+
+
+@needs_kernel
+def test_it_is_built_once_into_the_cache_and_found_there(tmp_path, monkeypatch):
+    monkeypatch.setenv(native_module.CACHE_VARIABLE, str(tmp_path))
+    compiler = native_module._compiler()
+    library = native_module._build(compiler, native_module.cache_dir())
+    assert library.parent == tmp_path and library.name.startswith("sparse_linear-") and library.suffix == ".so"
+    assert [path.name for path in tmp_path.iterdir()] == [library.name]  # no scratch left behind
+    built_at = library.stat().st_mtime_ns
+    assert native_module._build(compiler, tmp_path) == library and library.stat().st_mtime_ns == built_at
+    weight, x = sparse_weight(9, 11, 0.4), torch.randn(20, 11)
+    assert relative_error(F.linear(x, weight), NativeKernel(library).linear(x, csr(weight))) <= 1e-6
+
+
+def test_a_failed_build_warns_once_and_leaves_none(tmp_path, monkeypatch):
+    failing = tmp_path / "cc"
+    failing.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo fake 1.0; exit 0; }\necho "fatal: no" >&2\nexit 1\n')
+    failing.chmod(0o755)
+    monkeypatch.setenv("CC", str(failing))
+    monkeypatch.setenv(native_module.CACHE_VARIABLE, str(tmp_path / "cache"))
+    native_kernel.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match=r"native sparse kernel unavailable \(.*fatal: no\)"):
+            assert native_kernel() is None
+        assert native_kernel() is None  # cached: the build is not retried, nor the warning repeated
+    finally:
+        native_kernel.cache_clear()
+
+
+def test_it_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv(native_module.ENABLE_VARIABLE, "0")
+    native_kernel.cache_clear()
+    try:
+        assert native_kernel() is None
+    finally:
+        native_kernel.cache_clear()

@@ -25,6 +25,9 @@ same transposed output), so that the dense operand stays in cache: up to 1.6x fa
 6,400 rows, and 1.1-1.7x for the MLP's 2048-wide layer at batch 128 in tiles of 32. Whether and how to tile are
 more candidates the per-layer timing decides.
 
+``nn.MultiheadAttention``, whose input projections are bare parameters, is first unpacked into four Linears
+computing the same (``attention.py``), so its projections are decided like every other Linear.
+
 Convolutions stay dense: convolution as unfold (im2col) followed by a CSR product was measured 4-10x slower
 than torch's dense convolution at batch 32 on this CPU, because the unfolded input is k*k times larger than the
 input and the dense convolution kernels (oneDNN) are far better tuned than the generic CSR product. Speeding up
@@ -47,6 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rigl_repro.inference.attention import UnpackedAttention, unsupported
 from rigl_repro.inference.native import native_kernel
 
 DENSE = "dense"
@@ -240,6 +244,24 @@ def _forced_layout(force: str | Mapping[str, str] | None, name: str) -> str | No
     return layout
 
 
+def unpack_attention(model: nn.Module) -> list[str]:
+    """Replace every ``nn.MultiheadAttention`` of ``model`` (in place) by an ``UnpackedAttention`` computing the
+    same with four Linears (``attention.py``), and return their names. One with learned key/value biases or
+    zero attention stays as it is, dense, with a warning."""
+    unpacked = []
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.MultiheadAttention):
+            continue
+        reason = unsupported(module) if name else "no parent module to replace it in (wrap it in one)"
+        if reason is not None:
+            warnings.warn(f"{name or 'the model'}: MultiheadAttention not converted ({reason}); its projections "
+                          "stay dense", RuntimeWarning, stacklevel=3)  # fmt: skip
+            continue
+        _set_submodule(model, name, UnpackedAttention(module))
+        unpacked.append(name)
+    return unpacked
+
+
 def sparsify_for_inference(
     model: nn.Module,
     batch_size: int,
@@ -256,7 +278,9 @@ def sparsify_for_inference(
     seed: int = 0,
 ) -> tuple[nn.Module, list[LayerDecision]]:
     """``model`` (a copy, unless ``inplace``) with every ``nn.Linear`` that computes faster in CSR layout at
-    ``batch_size`` replaced by a ``CsrLinear``, and one ``LayerDecision`` per Linear, in module order.
+    ``batch_size`` replaced by a ``CsrLinear``, and one ``LayerDecision`` per Linear, in module order. Each
+    ``nn.MultiheadAttention`` is first unpacked into Linears named ``<name>.q_proj``, ``.k_proj``, ``.v_proj``
+    and ``.out_proj`` (``unpack_attention``), decided like the others.
 
     Each Linear is timed alone, dense against CSR, on a random input of its own width (``warmup`` calls, then
     the median of ``repeats``), with ``threads`` torch threads if given (restored afterwards): the thread count
@@ -279,6 +303,7 @@ def sparsify_for_inference(
     available = [kernel for kernel in kernels if kernel != NATIVE or native_kernel() is not None] or [TORCH]
     converted = model if inplace else copy.deepcopy(model)
     converted.eval()
+    unpack_attention(converted)
     linears = [(name, module) for name, module in converted.named_modules() if type(module) is nn.Linear]
     names = [name for name, _ in linears]
     rows = _input_rows(converted, example_input, names) if example_input is not None else {}
@@ -351,5 +376,5 @@ def max_relative_error(reference: torch.Tensor, output: torch.Tensor) -> float:
 __all__ = [
     "CSR", "CsrLinear", "DENSE", "KERNELS", "LayerDecision", "NATIVE", "ROW_TILES", "RowMajorLinear", "TORCH",
     "effective_weight", "load_for_inference", "max_relative_error", "median_ms", "paired_median_ms",
-    "sparsify_for_inference",
+    "sparsify_for_inference", "unpack_attention",
 ]  # fmt: skip

@@ -8,6 +8,7 @@ warm-up), the speedup and the largest difference of the outputs relative to the 
 
     python scripts/bench_inference.py --json outputs/bench_inference.json   # make bench-inference
     python scripts/bench_inference.py --quick --json FILE                  # tiny models, seconds (the test)
+    python scripts/bench_inference.py --kernels torch --json FILE          # torch's CSR product only
 
 Dense and sparse forward passes are timed in alternation, so that the machine's other load weighs on both
 alike; still, run it on an otherwise idle machine for figures to quote.
@@ -29,7 +30,14 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rigl_repro.inference import max_relative_error, paired_median_ms, sparsify_for_inference  # noqa: E402
+from rigl_repro.inference import (  # noqa: E402
+    KERNELS,
+    NATIVE,
+    max_relative_error,
+    native_kernel,
+    paired_median_ms,
+    sparsify_for_inference,
+)
 from rigl_repro.models import build_model  # noqa: E402
 from rigl_repro.models.examples import mlp, vit  # noqa: E402
 from rigl_repro.sparsity.masks import random_mask  # noqa: E402
@@ -64,10 +72,11 @@ def apply_random_masks(model: nn.Module, density: float, seed: int) -> None:
 
 
 def bench_one(model: nn.Module, name: str, density: float, batch: int, threads: int, image: tuple[int, ...],
-              repeats: int, quick: bool) -> tuple[dict[str, Any], list[Any]]:  # fmt: skip
-    """One record: the model dense and converted at ``batch`` with ``threads`` threads."""
+              repeats: int, quick: bool, kernels: list[str]) -> tuple[dict[str, Any], list[Any]]:  # fmt: skip
+    """One record: the model dense and converted at ``batch`` with ``threads`` threads, CSR layers computing
+    with the fastest of ``kernels``."""
     x = torch.randn(batch, *image, generator=torch.Generator().manual_seed(1))
-    converted, decisions = sparsify_for_inference(model, batch, threads, example_input=x,
+    converted, decisions = sparsify_for_inference(model, batch, threads, example_input=x, kernels=kernels,
                                                   repeats=3 if quick else 10, warmup=1 if quick else 3)  # fmt: skip
     torch.set_num_threads(threads)
     with torch.inference_mode():
@@ -102,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default=None, help="default 1,128 (2 with --quick)")
     parser.add_argument("--threads", default=None, help="default 1 and all cores (1 with --quick)")
     parser.add_argument("--repeats", type=int, default=None, help="timed forward passes (default 20, 3 quick)")
+    parser.add_argument("--kernels", default=",".join(KERNELS),
+                        help="CSR products to consider: native (the project's kernel), torch (default both)")
     parser.add_argument("--decisions", action="store_true", help="also print each layer's decision")
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
@@ -109,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     threads_list = parse_list(args.threads or ("1" if args.quick else f"1,{cores}"), int)
     threads_list = list(dict.fromkeys(threads_list))
     repeats = args.repeats or (3 if args.quick else 20)
+    kernels = parse_list(args.kernels, str)
+    if not kernels or any(kernel not in KERNELS for kernel in kernels):
+        parser.error(f"--kernels: choose from {', '.join(KERNELS)}")
+    native = native_kernel() if NATIVE in kernels else None
+    print(f"CSR products: {', '.join(kernels)}" + (f" (native: {native.path})" if native else
+                                                  " (native unavailable)" if NATIVE in kernels else ""))  # fmt: skip
     print(f"torch {torch.__version__}, {cores} cores, load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     records = []
     for name in parse_list(args.models, str):
@@ -119,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             apply_random_masks(model, density, seed=0)
             for batch in batches:
                 for threads in threads_list:
-                    record, decisions = bench_one(model, name, density, batch, threads, image, repeats, args.quick)
+                    record, decisions = bench_one(model, name, density, batch, threads, image, repeats, args.quick,
+                                                  kernels)  # fmt: skip
                     records.append(record)
                     print(f"{name} density {density} batch {batch} threads {threads}: dense {record['dense_ms']:.3f}"
                           f" ms, sparse {record['sparse_ms']:.3f} ms, {record['speedup']:.2f}x, "

@@ -10,11 +10,12 @@
  * the L2 cache while every output row reads it. Outputs are summed in the CSR order, the same for every
  * thread count, so results do not depend on the threads.
  *
- * Threads: POSIX threads, each over a share of the row tiles, or, when there are fewer tiles than threads,
- * over a share of the output rows balanced by their non-zeros. No OpenMP: a second OpenMP runtime beside
- * torch's would spin against it.
+ * Threads: OpenMP, each thread over a share of the row tiles, or, when there are fewer tiles than threads, over
+ * a share of the output rows balanced by their non-zeros. Built with -fopenmp against libgomp.so.1, the library
+ * resolves to the OpenMP runtime torch has already loaded (the same soname), so it runs on torch's own thread
+ * pool: threads of a pool of its own were measured to start on a core torch's idle threads still spin on, and
+ * to gain nothing from the second core. Without OpenMP it runs on one thread.
  */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +137,6 @@ static int64_t output_at(const int32_t *crow, int64_t out, int64_t target) {
 int rigl_sparse_linear(const int32_t *crow, const int32_t *col, const float *val, const float *bias, int64_t out,
                        int64_t in, int64_t rows, const float *x, float *y, int threads) {
     task_t tasks[MAX_THREADS];
-    pthread_t handles[MAX_THREADS];
     const int64_t tiles = (rows + TILE - 1) / TILE;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads < 1) threads = 1;
@@ -154,11 +154,8 @@ int rigl_sparse_linear(const int32_t *crow, const int32_t *col, const float *val
             t->out_end = k + 1 == threads ? out : output_at(crow, out, nnz * (k + 1) / threads);
         }
     }
-    int started = 1;  /* tasks[0] runs on the calling thread */
-    while (started < threads && pthread_create(&handles[started], NULL, run_task, &tasks[started]) == 0) ++started;
-    for (int k = started; k < threads; ++k) run_task(&tasks[k]);  /* a thread that could not start: run it here */
-    run_task(&tasks[0]);
-    for (int k = 1; k < started; ++k) pthread_join(handles[k], NULL);
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; ++k) run_task(&tasks[k]);
     int status = 0;
     for (int k = 0; k < threads; ++k) status |= tasks[k].status;
     return status;

@@ -169,3 +169,7 @@ def test_the_benchmark_writes_its_records(tmp_path):
     records = json.loads(out.read_text())
     assert len(records) == 2 and all(list(record) == KEYS for record in records)
     assert all(record["max_rel_error"] <= 1e-5 for record in records)
+    script = str(ROOT / "scripts" / "bench_inference.py")
+    wrong = subprocess.run([sys.executable, script, "--quick", "--kernels", "mkl"], env=env, cwd=ROOT,
+                           capture_output=True, text=True)  # fmt: skip
+    assert wrong.returncode == 2 and "--kernels: choose from native, torch" in wrong.stderr

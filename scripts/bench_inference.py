@@ -1,5 +1,6 @@
 """Sparse inference on the CPU (issue 26): end-to-end forward time of a masked dense model against the same
-model converted by ``rigl_repro.inference.sparsify_for_inference`` (CSR Linears where they are faster).
+model converted by ``rigl_repro.inference.sparsify_for_inference`` (CSR Linears and convolutions where they
+are faster).
 
 For the MLP and the small ViT of ``rigl_repro.models.examples`` (28x28x1 inputs) and WRN-22-2 (CIFAR-10,
 32x32x3), at densities 0.1 and 0.05 (a uniformly random mask of exactly that density on every Linear and
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                     records.append(record)
                     print(f"{name} density {density} batch {batch} threads {threads}: dense {record['dense_ms']:.3f}"
                           f" ms, sparse {record['sparse_ms']:.3f} ms, {record['speedup']:.2f}x, "
-                          f"{sum(d.layout == 'csr' for d in decisions)}/{len(decisions)} Linears CSR", flush=True)
+                          f"{sum(d.layout == 'csr' for d in decisions)}/{len(decisions)} layers CSR", flush=True)
                     if args.decisions:
                         for d in decisions:
                             print(f"    {d.name} {d.shape} rows {d.rows} density {d.density:.3f}: dense "

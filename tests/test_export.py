@@ -519,14 +519,17 @@ def test_a_full_disk_is_one_line_exit_2_and_leaves_the_previous_export(runs, tmp
 
 
 def test_an_export_loads_for_sparse_inference_with_the_same_outputs(runs, exported):
-    from rigl_repro.inference import CsrLinear, load_for_inference, max_relative_error
+    from rigl_repro.inference import CsrConv2d, CsrLinear, load_for_inference, max_relative_error, native_kernel
 
     dense, _ = load_export(exported)
     model, metadata, decisions = load_for_inference(exported, batch_size=4, force="csr")
     linears = [name for name, module in dense.named_modules() if type(module) is torch.nn.Linear]
-    assert [d.name for d in decisions] == linears and linears
-    assert all(isinstance(model.get_submodule(name), CsrLinear) for name in linears)
-    assert [layer["layout"] for layer in metadata["inference_layers"]] == ["csr"] * len(linears)
+    convs = [name for name, module in dense.named_modules() if type(module) is torch.nn.Conv2d]
+    assert [d.name for d in decisions] == [name for name, _ in dense.named_modules() if name in linears + convs]
+    assert linears and all(isinstance(model.get_submodule(name), CsrLinear) for name in linears)
+    if native_kernel() is not None:  # only the native kernel computes sparse convolutions
+        assert convs and all(isinstance(model.get_submodule(name), CsrConv2d) for name in convs)
+        assert [layer["layout"] for layer in metadata["inference_layers"]] == ["csr"] * len(decisions)
     from rigl_repro.data import load_splits, normalise
 
     data = load_splits(summary(runs["rigl"])["config"]["dataset"], torch.device("cpu"))

@@ -1,14 +1,15 @@
-"""Sparse models that run faster at inference: masked ``nn.Linear`` layers recomputed with CSR weights.
+"""Sparse models that run faster at inference: masked ``nn.Linear`` and ``nn.Conv2d`` layers recomputed with
+CSR weights.
 
 A model trained with masks (``weight_mask`` buffers, ``rigl_repro.sparsity.masks``) still computes with dense
 weight matrices, mostly zeros, so it is no faster than the dense model. ``sparsify_for_inference`` replaces each
-``nn.Linear`` whose weight is sparse enough by a ``CsrLinear``, which keeps only the non-zero weights in torch's
-CSR layout and multiplies with a sparse-dense product, where timing at the batch size the model will serve shows
-it faster than the dense product; elsewhere the dense Linear stays. Whether CSR pays off depends on the layer's
-shape and density, the number of rows it sees at once (batch x tokens) and the threads, so the decision is
-measured per layer rather than guessed from the density.
+``nn.Linear`` whose weight is sparse enough by a ``CsrLinear`` (and each convolution by a ``CsrConv2d``), which
+keeps only the non-zero weights in torch's CSR layout and multiplies with a sparse-dense product, where timing
+at the batch size the model will serve shows it faster than the dense product; elsewhere the dense layer stays.
+Whether CSR pays off depends on the layer's shape and density, the number of rows it sees at once (batch x
+tokens) and the threads, so the decision is measured per layer rather than guessed from the density.
 
-Two CSR products are candidates: the project's own kernel (``native.py``, ``sparse_linear.c``: row-major input
+Two CSR products are candidates: the project's own kernel (``native.py``, ``sparse_kernels.c``: row-major input
 and output, packed 64-row tiles, register accumulators), where the machine can build it, and torch's. The
 native one was 1.3-1.7x faster than torch's on the MLP's and the ViT's projections at batch 128
 (docs/benchmarks.md), so torch's tiled variants below are timed only where the native kernel is unavailable.
@@ -28,11 +29,11 @@ more candidates the per-layer timing decides.
 ``nn.MultiheadAttention``, whose input projections are bare parameters, is first unpacked into four Linears
 computing the same (``attention.py``), so its projections are decided like every other Linear.
 
-Convolutions stay dense: convolution as unfold (im2col) followed by a CSR product was measured 4-10x slower
-than torch's dense convolution at batch 32 on this CPU, because the unfolded input is k*k times larger than the
-input and the dense convolution kernels (oneDNN) are far better tuned than the generic CSR product. Speeding up
-sparse convolutions needs direct sparse convolution kernels or structured sparsity (docs/benchmarks.md,
-"Sparse inference on the CPU").
+Convolutions (``nn.Conv2d``, one group, zero padding) take a CSR layout only through the native kernel
+(``CsrConv2d``): it gathers each 64-pixel tile of the unfolded input as it packs it, so the unfolded input,
+k*k times larger than the input, is never made whole. Torch has no sparse convolution on the CPU, and
+unfold (im2col) followed by torch's CSR product was measured 4-10x slower than torch's dense convolution at
+batch 32 here (docs/benchmarks.md, "Sparse inference on the CPU").
 """
 
 from __future__ import annotations
@@ -51,28 +52,33 @@ import torch
 from torch import nn
 
 from rigl_repro.inference.attention import UnpackedAttention, unsupported
+from rigl_repro.inference.layers import (
+    KERNELS,
+    NATIVE,
+    ROW_TILES,
+    TORCH,
+    CsrConv2d,
+    CsrLinear,
+    RowMajorLinear,
+    conv_geometry,
+    effective_weight,
+    native_takes,
+)
 from rigl_repro.inference.native import native_kernel
 
 DENSE = "dense"
 CSR = "csr"
 LAYOUTS = (DENSE, CSR)
-NATIVE = "native"  # CSR products: the project's kernel (native.py) or torch's (MKL's sparse BLAS on the CPU)
-TORCH = "torch"
-KERNELS = (NATIVE, TORCH)
-# Rows per tile of the tiled CSR product: each is tried where a layer sees at least twice as many rows.
-ROW_TILES = (256, 64, 32)
-# torch warns once per process that its CSR support is in beta; the products used here are tested.
-_BETA_WARNING = "Sparse CSR tensor support is in beta state"
-
-
 @dataclass(frozen=True)
 class LayerDecision:
-    """What ``sparsify_for_inference`` chose for one ``nn.Linear``: ``name`` (its module name), ``shape``
-    (out_features, in_features), ``density`` (the share of non-zero weights), ``rows`` (rows of the timed input,
-    batch x tokens), the median milliseconds of the dense and of the fastest CSR product (NaN where the layout
-    was forced, nothing timed), the ``layout`` chosen (``"dense"`` or ``"csr"``) and, for CSR, ``kernel``
-    (``"native"`` or ``"torch"``, the product) and ``tile`` (torch's product only: the rows per product, None
-    for all at once)."""
+    """What ``sparsify_for_inference`` chose for one ``nn.Linear`` or ``nn.Conv2d``: ``name`` (its module
+    name), ``shape`` (out_features, in_features; for a convolution out_channels, in_channels * kh * kw),
+    ``density`` (the share of non-zero weights), ``rows`` (rows of the timed input, batch x tokens; for a
+    convolution its output pixels, batch x height x width; 0 where not known), the median milliseconds of the
+    dense and of the fastest CSR product (NaN where nothing was timed), the ``layout`` chosen (``"dense"`` or
+    ``"csr"``), for CSR ``kernel`` (``"native"`` or ``"torch"``, the product) and ``tile`` (torch's product
+    only: the rows per product, None for all at once), and ``reason``, why a layer was not timed (forced, too
+    dense, or a convolution the native kernel cannot take or has no input to time on)."""
 
     name: str
     shape: tuple[int, int]
@@ -83,103 +89,10 @@ class LayerDecision:
     layout: str
     tile: int | None = None
     kernel: str | None = None
+    reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def effective_weight(linear: nn.Linear) -> torch.Tensor:
-    """The weight the layer computes with: its weight times its ``weight_mask`` where it has one (a masked
-    model keeps inactive weights at zero, but the mask is the authority), else the weight as it is, whose zeros
-    then give the sparsity."""
-    weight = linear.weight.detach()
-    mask = getattr(linear, "weight_mask", None)
-    if isinstance(mask, torch.Tensor) and mask.shape == weight.shape:
-        weight = weight * mask.to(weight.dtype)
-    return weight
-
-
-def _native_takes(*tensors: torch.Tensor) -> bool:
-    """Whether the native kernel computes with these (float32 on the CPU); elsewhere torch's product does."""
-    return all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
-
-
-class CsrLinear(nn.Module):
-    """``nn.Linear`` for inference with its weight in CSR layout (only the non-zero weights and their
-    indices). ``kernel="native"``: the project's product (``native.py``), row-major in and out, falling back
-    to torch's where the kernel cannot be built; ``"torch"``: ``y = x W^T + b`` as ``(W x^T + b[:, None])^T``,
-    torch's fastest CSR form measured (module docstring), a transposed view.
-
-    Inputs may have leading dimensions (batch, tokens, ...): they are flattened to rows and restored; with
-    ``tile`` (torch's product), the product runs over that many rows at a time. No gradients (the CSR weight is
-    a buffer): use it in eval mode under ``torch.no_grad``/``inference_mode``.
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, tile: int | None = None,
-                 kernel: str = TORCH) -> None:  # fmt: skip
-        super().__init__()
-        if tile is not None and tile < 1:
-            raise ValueError(f"tile must be >= 1 rows, got {tile}")
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel={kernel!r}: choose one of {', '.join(KERNELS)}")
-        if kernel == NATIVE and tile is not None:
-            raise ValueError("the native kernel tiles its input itself: tile must be None")
-        self.out_features, self.in_features = weight.shape
-        self.tile = tile
-        self.kernel = kernel
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_BETA_WARNING)
-            csr = weight.detach().to_sparse_csr()
-            self.register_buffer("weight", torch.sparse_csr_tensor(
-                csr.crow_indices().to(torch.int32), csr.col_indices().to(torch.int32), csr.values(), csr.shape,
-                check_invariants=False,  # built from a valid CSR tensor; saying so silences torch's notice
-            ))  # fmt: skip
-        self.register_buffer("bias_column", None if bias is None else bias.detach().reshape(-1, 1).clone())
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear, tile: int | None = None, kernel: str = TORCH) -> CsrLinear:
-        """The layer computing what ``linear`` (with its mask) computes."""
-        return cls(effective_weight(linear), linear.bias, tile, kernel)
-
-    @property
-    def nnz(self) -> int:
-        return int(self.weight.values().numel())
-
-    def _product(self, rows: torch.Tensor) -> torch.Tensor:
-        """(rows, in) -> (out, rows): the weight times the rows' transpose, made row-major for the kernel."""
-        columns = rows.t().contiguous()
-        if self.bias_column is None:
-            return torch.mm(self.weight, columns)
-        return torch.addmm(self.bias_column, self.weight, columns)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        leading = x.shape[:-1]
-        rows = x.reshape(-1, self.in_features)
-        weight = self.weight
-        kernel = native_kernel() if self.kernel == NATIVE and _native_takes(rows, weight) else None
-        if kernel is not None:
-            bias = None if self.bias_column is None else self.bias_column.view(-1)
-            return kernel.linear(rows, weight, bias).reshape(*leading, self.out_features)
-        if self.tile is None or rows.shape[0] <= self.tile:
-            out = self._product(rows)
-        else:
-            out = torch.cat([self._product(part) for part in rows.split(self.tile)], dim=1)
-        return out.t().reshape(*leading, self.out_features)
-
-    def extra_repr(self) -> str:
-        density = self.nnz / max(1, self.out_features * self.in_features)
-        return (f"in_features={self.in_features}, out_features={self.out_features}, density={density:.4f}, "
-                f"kernel={self.kernel}, tile={self.tile}")  # fmt: skip
-
-
-class RowMajorLinear(nn.Linear):
-    """A dense ``nn.Linear`` that makes its input row-major first. A ``CsrLinear`` returns a transposed view,
-    which torch's dense Linear takes on a path several times slower (the MLP's 10-way head: 1.3 ms against
-    0.2 ms at batch 128); the copy costs far less. ``sparsify_for_inference`` gives the Linears it keeps dense
-    this class (the parameters, buffers and outputs are the Linear's)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.contiguous())
 
 
 def median_ms(fn: Callable[[], Any], warmup: int = 3, repeats: int = 10) -> float:
@@ -211,25 +124,25 @@ def paired_median_ms(first: Callable[[], Any], second: Callable[[], Any], warmup
     return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
 
 
-def _input_rows(model: nn.Module, example_input: torch.Tensor, names: list[str]) -> dict[str, int]:
-    """Rows (product of the leading dimensions) of each named Linear's input in one forward pass."""
+def _input_shapes(model: nn.Module, example_input: torch.Tensor, names: list[str]) -> dict[str, tuple]:
+    """The (input shape, output shape) of each named module in one forward pass of ``example_input``."""
     modules = dict(model.named_modules())
-    rows: dict[str, int] = {}
+    shapes: dict[str, tuple] = {}
 
     def record(name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:  # returns None: the input stays as it is
-            rows.setdefault(name, math.prod(args[0].shape[:-1]))
+        def hook(_module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:  # None: output kept
+            shapes.setdefault(name, (tuple(args[0].shape), tuple(output.shape)))
 
         return hook
 
-    hooks = [modules[name].register_forward_pre_hook(record(name)) for name in names]
+    hooks = [modules[name].register_forward_hook(record(name)) for name in names]
     try:
         with torch.inference_mode():
             model(example_input)
     finally:
         for hook in hooks:
             hook.remove()
-    return rows
+    return shapes
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -278,9 +191,11 @@ def sparsify_for_inference(
     seed: int = 0,
 ) -> tuple[nn.Module, list[LayerDecision]]:
     """``model`` (a copy, unless ``inplace``) with every ``nn.Linear`` that computes faster in CSR layout at
-    ``batch_size`` replaced by a ``CsrLinear``, and one ``LayerDecision`` per Linear, in module order. Each
-    ``nn.MultiheadAttention`` is first unpacked into Linears named ``<name>.q_proj``, ``.k_proj``, ``.v_proj``
-    and ``.out_proj`` (``unpack_attention``), decided like the others.
+    ``batch_size`` replaced by a ``CsrLinear``, every ``nn.Conv2d`` that does by a ``CsrConv2d``, and one
+    ``LayerDecision`` per Linear and Conv2d, in module order. Each ``nn.MultiheadAttention`` is first unpacked
+    into Linears named ``<name>.q_proj``, ``.k_proj``, ``.v_proj`` and ``.out_proj`` (``unpack_attention``),
+    decided like the others. Convolutions need the native kernel and, to be timed, ``example_input``; one the
+    kernel cannot take (groups, a padding mode other than zeros) stays dense, its decision says why.
 
     Each Linear is timed alone, dense against CSR, on a random input of its own width (``warmup`` calls, then
     the median of ``repeats``), with ``threads`` torch threads if given (restored afterwards): the thread count
@@ -304,49 +219,107 @@ def sparsify_for_inference(
     converted = model if inplace else copy.deepcopy(model)
     converted.eval()
     unpack_attention(converted)
-    linears = [(name, module) for name, module in converted.named_modules() if type(module) is nn.Linear]
-    names = [name for name, _ in linears]
-    rows = _input_rows(converted, example_input, names) if example_input is not None else {}
+    layers = [(name, module) for name, module in converted.named_modules() if type(module) in (nn.Linear, nn.Conv2d)]
+    shapes = _input_shapes(converted, example_input, [name for name, _ in layers]) if example_input is not None else {}
     previous_threads = torch.get_num_threads()
-    generator = torch.Generator().manual_seed(seed)
+    timing = _Timing(torch.Generator().manual_seed(seed), warmup, repeats, min_gain)
     decisions: list[LayerDecision] = []
     try:
         if threads is not None:
             torch.set_num_threads(threads)
-        for name, linear in linears:
-            weight = effective_weight(linear)
+        for name, layer in layers:
+            weight = effective_weight(layer)
             density = float(torch.count_nonzero(weight)) / max(1, weight.numel())
-            n_rows = rows.get(name, batch_size)
             layout = _forced_layout(force, name)
-            dense_ms = sparse_ms = math.nan
-            if layout is None and density > max_density:
-                layout = DENSE
-            kernel, tile = available[0], None
-            if layout is None:
-                x = torch.randn(n_rows, linear.in_features, generator=generator, dtype=weight.dtype)
-                x = x.to(weight.device)
-                kernels_here = [k for k in available if k != NATIVE or _native_takes(weight)] or [TORCH]
-                candidates = [(candidate, None) for candidate in kernels_here]
-                if NATIVE not in kernels_here:
-                    candidates += [(TORCH, tile) for tile in ROW_TILES if n_rows >= 2 * tile]
-                with torch.inference_mode():
-                    timed = {}  # (kernel, tile): (dense ms, CSR ms), each pair timed in alternation
-                    for candidate in candidates:
-                        layer = CsrLinear(weight, linear.bias, candidate[1], candidate[0])
-                        timed[candidate] = paired_median_ms(lambda: linear(x), lambda: layer(x), warmup, repeats)
-                kernel, tile = min(timed, key=lambda c: timed[c][1] / timed[c][0])
-                dense_ms, sparse_ms = timed[kernel, tile]
-                layout = CSR if sparse_ms < dense_ms * (1.0 - min_gain) else DENSE
-            if layout == CSR:
-                _set_submodule(converted, name, CsrLinear(weight, linear.bias, tile, kernel))
+            too_dense = density > max_density
+            reason = "forced" if layout is not None else f"density above {max_density}" if too_dense else None
+            layout = DENSE if layout is None and reason is not None else layout
+            if isinstance(layer, nn.Linear):
+                decision, replacement = _decide_linear(name, layer, weight, density, layout, reason, available,
+                                                       shapes.get(name), batch_size, timing)  # fmt: skip
             else:
-                kernel = tile = None
-                linear.__class__ = RowMajorLinear  # the converted copy's own module: same state, row-major input
-            decisions.append(LayerDecision(name, (linear.out_features, linear.in_features), density, n_rows,
-                                           dense_ms, sparse_ms, layout, tile, kernel))  # fmt: skip
+                decision, replacement = _decide_conv(name, layer, weight, density, layout, reason, NATIVE in available,
+                                                     shapes.get(name), timing)  # fmt: skip
+            if replacement is not None:
+                _set_submodule(converted, name, replacement)
+            elif isinstance(layer, nn.Linear):
+                layer.__class__ = RowMajorLinear  # the converted copy's own module: same state, row-major input
+            decisions.append(decision)
     finally:
         torch.set_num_threads(previous_threads)
     return converted, decisions
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """How layers are timed: the random inputs' generator, the calls before timing, the timed calls, and the
+    share by which CSR must be faster to be chosen."""
+
+    generator: torch.Generator
+    warmup: int
+    repeats: int
+    min_gain: float
+
+    def pair(self, dense: Callable[[], Any], sparse: Callable[[], Any]) -> tuple[float, float]:
+        with torch.inference_mode():
+            return paired_median_ms(dense, sparse, self.warmup, self.repeats)
+
+    def faster(self, dense_ms: float, sparse_ms: float) -> bool:
+        return sparse_ms < dense_ms * (1.0 - self.min_gain)
+
+
+def _decide_linear(name: str, linear: nn.Linear, weight: torch.Tensor, density: float, layout: str | None,
+                   reason: str | None, available: list[str], shapes: tuple | None, batch_size: int,
+                   timing: _Timing) -> tuple[LayerDecision, nn.Module | None]:  # fmt: skip
+    """A Linear's decision (timed unless ``layout`` is already set) and its CSR replacement, if any."""
+    n_rows = math.prod(shapes[0][:-1]) if shapes is not None else batch_size
+    kernels_here = [k for k in available if k != NATIVE or native_takes(weight)] or [TORCH]
+    kernel, tile = kernels_here[0], None
+    dense_ms = sparse_ms = math.nan
+    if layout is None:
+        x = torch.randn(n_rows, linear.in_features, generator=timing.generator, dtype=weight.dtype).to(weight.device)
+        candidates = [(candidate, None) for candidate in kernels_here]
+        if NATIVE not in kernels_here:
+            candidates += [(TORCH, tile) for tile in ROW_TILES if n_rows >= 2 * tile]
+        timed = {}  # (kernel, tile): (dense ms, CSR ms), each pair timed in alternation
+        for candidate in candidates:
+            layer = CsrLinear(weight, linear.bias, candidate[1], candidate[0])
+            timed[candidate] = timing.pair(lambda: linear(x), lambda: layer(x))
+        kernel, tile = min(timed, key=lambda c: timed[c][1] / timed[c][0])
+        dense_ms, sparse_ms = timed[kernel, tile]
+        layout = CSR if timing.faster(dense_ms, sparse_ms) else DENSE
+    replacement = CsrLinear(weight, linear.bias, tile, kernel) if layout == CSR else None
+    if layout == DENSE:
+        kernel = tile = None
+    decision = LayerDecision(name, (linear.out_features, linear.in_features), density, n_rows, dense_ms, sparse_ms,
+                             layout, tile, kernel, reason)  # fmt: skip
+    return decision, replacement
+
+
+def _decide_conv(name: str, conv: nn.Conv2d, weight: torch.Tensor, density: float, layout: str | None,
+                 reason: str | None, native: bool, shapes: tuple | None,
+                 timing: _Timing) -> tuple[LayerDecision, nn.Module | None]:  # fmt: skip
+    """A convolution's decision and its ``CsrConv2d``, if any: only the native kernel computes sparse
+    convolutions, and timing one needs its input's shape (``example_input``)."""
+    geometry = conv_geometry(conv)
+    cannot = (geometry if isinstance(geometry, str) else "the native kernel is unavailable" if not native
+              else "float32 on the CPU only" if not native_takes(weight) else None)  # fmt: skip
+    if layout == CSR and cannot is not None:
+        layout, reason = DENSE, f"forced to csr, but {cannot}"
+    elif layout is None and cannot is not None:
+        layout, reason = DENSE, cannot
+    elif layout is None and shapes is None:
+        layout, reason = DENSE, "no example_input to time it on"
+    rows = 0 if shapes is None else shapes[1][0] * math.prod(shapes[1][2:])
+    dense_ms = sparse_ms = math.nan
+    if layout is None:
+        x = torch.randn(shapes[0], generator=timing.generator, dtype=weight.dtype).to(weight.device)
+        candidate = CsrConv2d(conv)
+        dense_ms, sparse_ms = timing.pair(lambda: conv(x), lambda: candidate(x))
+        layout = CSR if timing.faster(dense_ms, sparse_ms) else DENSE
+    decision = LayerDecision(name, (conv.out_channels, weight[0].numel()), density, rows, dense_ms, sparse_ms,
+                             layout, None, NATIVE if layout == CSR else None, reason)  # fmt: skip
+    return decision, CsrConv2d(conv) if layout == CSR else None
 
 
 def load_for_inference(
@@ -374,7 +347,6 @@ def max_relative_error(reference: torch.Tensor, output: torch.Tensor) -> float:
 
 
 __all__ = [
-    "CSR", "CsrLinear", "DENSE", "KERNELS", "LayerDecision", "NATIVE", "ROW_TILES", "RowMajorLinear", "TORCH",
-    "effective_weight", "load_for_inference", "max_relative_error", "median_ms", "paired_median_ms",
-    "sparsify_for_inference", "unpack_attention",
+    "CSR", "DENSE", "LAYOUTS", "LayerDecision", "load_for_inference", "max_relative_error", "median_ms",
+    "paired_median_ms", "sparsify_for_inference", "unpack_attention",
 ]  # fmt: skip

@@ -1,12 +1,13 @@
-"""The native CSR product (``sparse_linear.c``): built once per machine with the system's C compiler, loaded
-with ctypes, and used by ``CsrLinear`` where the per-layer timing finds it fastest.
+"""The native CSR products (``sparse_kernels.c``): built once per machine with the system's C compiler, loaded
+with ctypes, and used by ``CsrLinear`` and ``CsrConv2d`` where the per-layer timing finds them fastest.
 
 Why a kernel of our own: torch's CPU CSR product (MKL's sparse BLAS) reaches 1.4-2x over the dense product at
 density 0.1 where reading only the non-zeros allows far more; the kernel packs the input 64 rows at a time so
 that each non-zero weight is one broadcast and a few vector multiply-adds into register accumulators
-(``sparse_linear.c`` says how, docs/benchmarks.md how fast). It is compiled rather than shipped because it is
-built for the CPU it runs on (``-march=native``); no compiler, or a failed build, leaves torch's product, with
-one warning.
+(``sparse_kernels.c`` says how, docs/benchmarks.md how fast); torch has no sparse convolution on the CPU, and
+the kernel's convolution gathers each tile of the unfolded input as it packs it. It is compiled rather than
+shipped because it is built for the CPU it runs on (``-march=native``); no compiler, or a failed build, leaves
+torch's products (and dense convolutions), with one warning.
 
 The shared library is cached under ``$RIGL_REPRO_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/rigl-repro/kernels``,
 else ``~/.cache/rigl-repro/kernels``, named by a hash of the source, the compiler, its flags and the CPU's
@@ -26,10 +27,11 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
-SOURCE = Path(__file__).with_name("sparse_linear.c")
+SOURCE = Path(__file__).with_name("sparse_kernels.c")
 # Tried in turn: the CPU's own instructions and OpenMP; OpenMP alone (a compiler without -march=native); neither.
 FLAG_SETS = (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"])
 # gnu11: the kernel uses GNU vector extensions; contracting multiply-adds into FMA instructions is most of its speed.
@@ -72,7 +74,7 @@ def _build(compiler: str, target_dir: Path) -> Path:
     for flags in FLAG_SETS:
         key = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, version, *flags, *COMMON_FLAGS,
                                         platform.machine(), _cpu_features()]).encode()).hexdigest()[:16]  # fmt: skip
-        library = target_dir / f"sparse_linear-{key}.so"
+        library = target_dir / f"sparse_kernels-{key}.so"
         if library.exists():
             return library
         target_dir.mkdir(parents=True, exist_ok=True)
@@ -88,16 +90,42 @@ def _build(compiler: str, target_dir: Path) -> Path:
 
 
 class NativeKernel:
-    """The loaded ``rigl_sparse_linear`` of ``sparse_linear.c``."""
+    """The loaded ``sparse_kernels.c``: ``linear`` and ``conv2d``."""
 
     def __init__(self, library: Path) -> None:
         self.path = library
         self._lib = ctypes.CDLL(str(library))
-        function = self._lib.rigl_sparse_linear
         pointer, size = ctypes.c_void_p, ctypes.c_int64
-        function.argtypes = [pointer, pointer, pointer, pointer, size, size, size, pointer, pointer, ctypes.c_int]
-        function.restype = ctypes.c_int
-        self._function = function
+        self._linear = self._lib.rigl_sparse_linear
+        self._linear.argtypes = [pointer, pointer, pointer, pointer, size, size, size, pointer, pointer, ctypes.c_int]
+        self._linear.restype = ctypes.c_int
+        self._conv2d = self._lib.rigl_sparse_conv2d
+        self._conv2d.argtypes = [pointer, pointer, pointer, pointer, size, pointer, pointer, pointer, ctypes.c_int]
+        self._conv2d.restype = ctypes.c_int
+
+    @staticmethod
+    def _csr_parts(weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> list[torch.Tensor]:
+        """The weight's crow, col and values, contiguous, after the checks that guard the raw pointers."""
+        if weight.layout != torch.sparse_csr or weight.dim() != 2:
+            raise NativeKernelError(f"the native product takes a 2-d CSR weight, got {weight.layout}")
+        crow, col, values = weight.crow_indices(), weight.col_indices(), weight.values()
+        if crow.dtype != torch.int32 or col.dtype != torch.int32:
+            raise NativeKernelError(f"the native product takes int32 CSR indices, got {crow.dtype}")
+        for name, tensor in (("x", x), ("weight", values), ("bias", bias)):
+            if tensor is not None and (tensor.dtype != torch.float32 or tensor.device.type != "cpu"):
+                raise NativeKernelError(f"the native product takes float32 CPU tensors: {name} is {tensor.dtype} "
+                                        f"on {tensor.device}")  # fmt: skip
+        if bias is not None and bias.numel() != weight.shape[0]:
+            raise NativeKernelError(f"bias must have {weight.shape[0]} entries, got {bias.numel()}")
+        return [crow.contiguous(), col.contiguous(), values.contiguous()]
+
+    def _run(self, function: Any, parts: list[torch.Tensor], bias: torch.Tensor | None, *args: Any) -> None:
+        crow, col, values = parts
+        bias = None if bias is None else bias.contiguous()
+        status = function(crow.data_ptr(), col.data_ptr(), values.data_ptr(),
+                          None if bias is None else bias.data_ptr(), *args)  # fmt: skip
+        if status != 0:
+            raise NativeKernelError("the native product ran out of memory for its input tiles")
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                threads: int | None = None) -> torch.Tensor:  # fmt: skip
@@ -105,31 +133,46 @@ class NativeKernel:
         int32 indices, float32 on the CPU. The indices must satisfy torch's CSR invariants (``to_sparse_csr``
         gives them; ``CsrLinear`` builds its weight so): C reads through them unchecked. ``threads``: default
         torch's thread count. The checks here guard the raw pointers handed to C."""
-        if weight.layout != torch.sparse_csr or weight.dim() != 2:
-            raise NativeKernelError(f"the native product takes a 2-d CSR weight, got {weight.layout}")
-        crow, col, values = weight.crow_indices(), weight.col_indices(), weight.values()
+        parts = self._csr_parts(weight, x, bias)
         out_features, in_features = weight.shape
-        if crow.dtype != torch.int32 or col.dtype != torch.int32:
-            raise NativeKernelError(f"the native product takes int32 CSR indices, got {crow.dtype}")
-        for name, tensor in (("x", x), ("weight", values), ("bias", bias)):
-            if tensor is not None and (tensor.dtype != torch.float32 or tensor.device.type != "cpu"):
-                raise NativeKernelError(f"the native product takes float32 CPU tensors: {name} is {tensor.dtype} "
-                                        f"on {tensor.device}")  # fmt: skip
         if x.dim() != 2 or x.shape[1] != in_features:
             raise NativeKernelError(f"x must be (rows, {in_features}) for a weight of {in_features} columns, got "
                                     f"{tuple(x.shape)}")  # fmt: skip
-        if bias is not None and bias.numel() != out_features:
-            raise NativeKernelError(f"bias must have {out_features} entries, got {bias.numel()}")
-        x, crow, col, values = x.contiguous(), crow.contiguous(), col.contiguous(), values.contiguous()
-        bias = None if bias is None else bias.contiguous()
+        x = x.contiguous()
         y = torch.empty(x.shape[0], out_features, dtype=torch.float32)
-        if x.shape[0] == 0 or out_features == 0:
-            return y
-        status = self._function(crow.data_ptr(), col.data_ptr(), values.data_ptr(),
-                                None if bias is None else bias.data_ptr(), out_features, in_features, x.shape[0],
-                                x.data_ptr(), y.data_ptr(), threads or torch.get_num_threads())  # fmt: skip
-        if status != 0:
-            raise NativeKernelError("the native product ran out of memory for its input tiles")
+        if x.shape[0] and out_features:
+            self._run(self._linear, parts, bias, out_features, in_features, x.shape[0], x.data_ptr(), y.data_ptr(),
+                      threads or torch.get_num_threads())  # fmt: skip
+        return y
+
+    def conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel_size: tuple[int, int],
+               stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+               threads: int | None = None) -> torch.Tensor:  # fmt: skip
+        """``F.conv2d(x, W, bias, stride, padding, dilation)`` (zero padding, one group) for an NCHW ``x`` and
+        ``W`` given as the CSR ``weight`` (out, channels * kh * kw) of its flattened (out, channels, kh, kw)
+        form, int32 indices, float32 on the CPU (the same invariants as ``linear``). Returns NCHW."""
+        parts = self._csr_parts(weight, x, bias)
+        if x.dim() != 4:
+            raise NativeKernelError(f"x must be (batch, channels, height, width), got {tuple(x.shape)}")
+        batch, channels, height, width = x.shape
+        (kernel_h, kernel_w), (stride_h, stride_w) = kernel_size, stride
+        (pad_h, pad_w), (dilation_h, dilation_w) = padding, dilation
+        if weight.shape[1] != channels * kernel_h * kernel_w:
+            raise NativeKernelError(f"a weight of {weight.shape[1]} columns does not fit {channels} channels of "
+                                    f"{kernel_h}x{kernel_w} kernels")  # fmt: skip
+        if min(kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w) < 1 or min(pad_h, pad_w) < 0:
+            raise NativeKernelError("kernel, stride and dilation must be >= 1 and padding >= 0")
+        out_h = (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
+        out_w = (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
+        if out_h < 1 or out_w < 1:
+            raise NativeKernelError(f"a {height}x{width} input is smaller than the {kernel_h}x{kernel_w} kernel")
+        x = x.contiguous()
+        y = torch.empty(batch, weight.shape[0], out_h, out_w, dtype=torch.float32)
+        shape = (ctypes.c_int64 * 14)(batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                                      pad_w, dilation_h, dilation_w, out_h, out_w)  # fmt: skip
+        if y.numel():
+            self._run(self._conv2d, parts, bias, weight.shape[0], shape, x.data_ptr(), y.data_ptr(),
+                      threads or torch.get_num_threads())  # fmt: skip
         return y
 
 

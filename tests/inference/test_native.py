@@ -1,4 +1,4 @@
-"""The native CSR kernel (rigl_repro/inference/sparse_linear.c through native.py): what it computes, on every
+"""The native CSR kernel (rigl_repro/inference/sparse_kernels.c through native.py): what it computes, on every
 path through its tiles and threads, and how it is built, cached and refused."""
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def test_it_is_built_once_into_the_cache_and_found_there(tmp_path, monkeypatch):
     monkeypatch.setenv(native_module.CACHE_VARIABLE, str(tmp_path))
     compiler = native_module._compiler()
     library = native_module._build(compiler, native_module.cache_dir())
-    assert library.parent == tmp_path and library.name.startswith("sparse_linear-") and library.suffix == ".so"
+    assert library.parent == tmp_path and library.name.startswith("sparse_kernels-") and library.suffix == ".so"
     assert [path.name for path in tmp_path.iterdir()] == [library.name]  # no scratch left behind
     built_at = library.stat().st_mtime_ns
     assert native_module._build(compiler, tmp_path) == library and library.stat().st_mtime_ns == built_at
@@ -147,3 +147,51 @@ def test_it_can_be_turned_off(monkeypatch):
         assert native_kernel() is None
     finally:
         native_kernel.cache_clear()
+
+
+# (batch, channels, height, width, out, kernel, stride, padding, dilation): 3x3 as in WRN-22-2, strided, 1x1, a
+# rectangular kernel with uneven stride, padding and dilation, a kernel larger than the input, and 325 output
+# pixels: five full tiles of 64 whose images straddle tiles, then a leftover of 5.
+CONVOLUTIONS = [
+    (2, 3, 8, 8, 5, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (3, 4, 9, 7, 6, (3, 3), (2, 2), (1, 1), (1, 1)),
+    (1, 2, 10, 10, 3, (1, 1), (1, 1), (0, 0), (1, 1)),
+    (2, 5, 11, 9, 4, (3, 2), (2, 1), (1, 0), (1, 2)),
+    (1, 2, 3, 3, 4, (5, 5), (1, 1), (1, 1), (1, 1)),
+    (5, 16, 5, 13, 16, (3, 3), (1, 1), (1, 1), (1, 1)),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("batch, channels, height, width, out, kernel, stride, padding, dilation", CONVOLUTIONS)
+def test_its_convolution_computes_the_dense_one(batch, channels, height, width, out, kernel, stride, padding,
+                                                dilation):  # fmt: skip
+    torch.manual_seed(0)
+    weight = torch.randn(out, channels, *kernel) * (torch.rand(out, channels, *kernel) < 0.3)
+    weight[0] = 0  # an output channel without a single non-zero
+    bias, x = torch.randn(out), torch.randn(batch, channels, height, width)
+    reference = F.conv2d(x, weight, bias, stride, padding, dilation)
+    sparse = csr(weight.reshape(out, -1))
+    one = KERNEL.conv2d(x, sparse, bias, kernel, stride, padding, dilation, threads=1)
+    assert one.shape == reference.shape and relative_error(reference, one) <= 1e-6
+    assert torch.equal(one[:, 0], bias[0].expand_as(one[:, 0]))
+    for threads in (2, 3):  # over pixel tiles or over output channels, the same bits
+        assert torch.equal(KERNEL.conv2d(x, sparse, bias, kernel, stride, padding, dilation, threads=threads), one)
+    assert relative_error(F.conv2d(x, weight, None, stride, padding, dilation),
+                          KERNEL.conv2d(x, sparse, None, kernel, stride, padding, dilation)) <= 1e-6  # fmt: skip
+
+
+@needs_kernel
+def test_convolutions_it_cannot_take_are_refused_before_c_sees_them():
+    weight = csr(torch.randn(4, 2 * 9))
+    x = torch.randn(1, 2, 5, 5)
+    with pytest.raises(NativeKernelError, match="does not fit 3 channels"):
+        KERNEL.conv2d(torch.randn(1, 3, 5, 5), weight, None, (3, 3), (1, 1), (1, 1), (1, 1))
+    with pytest.raises(NativeKernelError, match=r"x must be \(batch, channels, height, width\)"):
+        KERNEL.conv2d(x[0], weight, None, (3, 3), (1, 1), (1, 1), (1, 1))
+    with pytest.raises(NativeKernelError, match="smaller than the 3x3 kernel"):
+        KERNEL.conv2d(torch.randn(1, 2, 2, 2), weight, None, (3, 3), (1, 1), (0, 0), (1, 1))
+    with pytest.raises(NativeKernelError, match="stride and dilation must be >= 1"):
+        KERNEL.conv2d(x, weight, None, (3, 3), (0, 1), (1, 1), (1, 1))
+    with pytest.raises(NativeKernelError, match="bias must have 4 entries"):
+        KERNEL.conv2d(x, weight, torch.randn(2), (3, 3), (1, 1), (1, 1), (1, 1))

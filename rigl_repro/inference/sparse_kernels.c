@@ -63,28 +63,51 @@ static void pack_rows(const task_t *task, int64_t first, int64_t n, int64_t widt
 }
 
 /* Output pixels first .. first + n of a convolution as the columns of a tile: column t holds the input
- * values pixel first + t multiplies, in the weight's (channel, ky, kx) order, zero where padding is read. */
+ * values pixel first + t multiplies, in the weight's (channel, ky, kx) order, zero where padding is read. The
+ * tile's pixels fall into runs along output rows; for each run and kernel offset the input row read is one
+ * strided range, so the copy has no per-value bounds test (that test made packing dominate the product). */
 static void pack_pixels(const task_t *task, int64_t first, int64_t n, int64_t width, float *restrict xt) {
     const conv_t *g = task->conv;
     const int64_t plane = g->height * g->width, pixels = g->out_h * g->out_w;
-    int64_t image[TILE], top[TILE], left[TILE];
-    for (int64_t t = 0; t < n; ++t) {
-        const int64_t p = first + t, pixel = p % pixels;
-        image[t] = (p / pixels) * g->channels * plane;
-        top[t] = (pixel / g->out_w) * g->stride_h - g->pad_h;
-        left[t] = (pixel % g->out_w) * g->stride_w - g->pad_w;
+    int64_t run_t[TILE], run_len[TILE], run_image[TILE], run_top[TILE], run_left[TILE], runs = 0;
+    for (int64_t t = 0; t < n;) {  /* runs: consecutive pixels of one output row of one image */
+        const int64_t p = first + t, pixel = p % pixels, ox = pixel % g->out_w;
+        const int64_t len = g->out_w - ox < n - t ? g->out_w - ox : n - t;
+        run_t[runs] = t;
+        run_len[runs] = len;
+        run_image[runs] = (p / pixels) * g->channels * plane;
+        run_top[runs] = (pixel / g->out_w) * g->stride_h - g->pad_h;
+        run_left[runs] = ox * g->stride_w - g->pad_w;
+        ++runs;
+        t += len;
     }
+    const int64_t sw = g->stride_w;
     float *restrict dst = xt;
-    for (int64_t c = 0; c < g->channels; ++c) {
-        const float *restrict src = task->x + c * plane;
+    for (int64_t c = 0; c < g->channels; ++c)
         for (int64_t ky = 0; ky < g->kernel_h; ++ky)
             for (int64_t kx = 0; kx < g->kernel_w; ++kx, dst += width)
-                for (int64_t t = 0; t < n; ++t) {
-                    const int64_t iy = top[t] + ky * g->dilation_h, ix = left[t] + kx * g->dilation_w;
-                    dst[t] = (iy >= 0 && iy < g->height && ix >= 0 && ix < g->width)
-                        ? src[image[t] + iy * g->width + ix] : 0.0f;
+                for (int64_t r = 0; r < runs; ++r) {
+                    float *restrict out = dst + run_t[r];
+                    const int64_t len = run_len[r], iy = run_top[r] + ky * g->dilation_h;
+                    if (iy < 0 || iy >= g->height) {
+                        for (int64_t u = 0; u < len; ++u) out[u] = 0.0f;
+                        continue;
+                    }
+                    const int64_t ix0 = run_left[r] + kx * g->dilation_w;
+                    /* the run's values u with 0 <= ix0 + u * sw < width: [lo, hi) */
+                    int64_t lo = ix0 >= 0 ? 0 : (-ix0 + sw - 1) / sw;
+                    int64_t hi = ix0 >= g->width ? 0 : (g->width - 1 - ix0) / sw + 1;
+                    if (lo > len) lo = len;
+                    if (hi > len) hi = len;
+                    if (hi < lo) hi = lo;
+                    const float *restrict row = task->x + run_image[r] + c * plane + iy * g->width;
+                    for (int64_t u = 0; u < lo; ++u) out[u] = 0.0f;
+                    if (sw == 1)  /* runs are short (an output row, at most 64): a loop, not a memcpy call */
+                        for (int64_t u = lo; u < hi; ++u) out[u] = row[ix0 + u];
+                    else
+                        for (int64_t u = lo; u < hi; ++u) out[u] = row[ix0 + u * sw];
+                    for (int64_t u = hi; u < len; ++u) out[u] = 0.0f;
                 }
-    }
 }
 
 /* yt (this task's outputs x width) written back: row-major rows, or NCHW pixels. */

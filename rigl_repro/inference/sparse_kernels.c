@@ -241,12 +241,122 @@ int rigl_sparse_linear(const int32_t *crow, const int32_t *col, const float *val
     return run(work, threads);
 }
 
+/* Stride-1 convolutions, computed straight from a zero-padded copy of one image at a time, without packing:
+ * for stride 1, the input values 8 consecutive output pixels of a row multiply with one weight are 8
+ * consecutive floats of the padded image, at an offset that depends on the weight's (channel, ky, kx) only.
+ * A tile is up to 8 such vectors (64 pixels) whose accumulators stay in registers; each non-zero weight costs
+ * one broadcast and a fused multiply-add per vector, reading the padded image (in the L2 cache) in place.
+ * Packing the unfolded input instead writes kernel_h * kernel_w floats per input value, which took most of
+ * the time of WRN-22-2's layers (docs/benchmarks.md). */
+typedef struct {
+    const int32_t *crow;
+    const float *val, *bias, *x;
+    const int64_t *offset;        /* per non-zero weight: its (channel, ky, kx) as an offset in the padded image */
+    float *y;
+    const conv_t *g;
+    int64_t out, padded_h, padded_w;
+    int64_t image_begin, image_end, out_begin, out_end;
+    int status;
+} direct_t;
+
+#define DIRECT_PRODUCT(NV)                                                                                  \
+static void direct_product_##NV(const direct_t *d, const float *const *base, int64_t i, float *restrict res) { \
+    vec acc[NV];                                                                                           \
+    const vec b = splat(d->bias ? d->bias[i] : 0.0f);                                                      \
+    for (int k = 0; k < NV; ++k) acc[k] = b;                                                               \
+    for (int32_t p = d->crow[i]; p < d->crow[i + 1]; ++p) {                                                \
+        const vec w = splat(d->val[p]);                                                                    \
+        const int64_t off = d->offset[p];                                                                  \
+        _Pragma("GCC unroll 8")                                                                            \
+        for (int k = 0; k < NV; ++k) acc[k] += w * load_vec(base[k] + off);                                \
+    }                                                                                                      \
+    _Pragma("GCC unroll 8")                                                                                \
+    for (int k = 0; k < NV; ++k) store_vec(res + VW * k, acc[k]);                                          \
+}
+DIRECT_PRODUCT(1)
+DIRECT_PRODUCT(2)
+DIRECT_PRODUCT(4)
+DIRECT_PRODUCT(8)
+
+static void run_direct(direct_t *d) {
+    const conv_t *g = d->g;
+    const int64_t hp = d->padded_h, wp = d->padded_w, plane = hp * wp;
+    const int64_t per_row = (g->out_w + VW - 1) / VW, vectors = g->out_h * per_row;
+    /* the padded image, plus one vector of slack: the last vector of a row may read past the row's end */
+    float *padded = calloc((size_t)(g->channels * plane + VW), sizeof(float));
+    if (padded == NULL) { d->status = 1; return; }
+    const float *base[8];
+    int64_t at[8], valid[8];
+    float res[8 * VW];
+    for (int64_t image = d->image_begin; image < d->image_end; ++image) {
+        for (int64_t c = 0; c < g->channels; ++c)
+            for (int64_t iy = 0; iy < g->height; ++iy)
+                memcpy(padded + c * plane + (iy + g->pad_h) * wp + g->pad_w,
+                       d->x + ((image * g->channels + c) * g->height + iy) * g->width, sizeof(float) * g->width);
+        for (int64_t first = 0; first < vectors; first += 8) {
+            const int64_t n = vectors - first < 8 ? vectors - first : 8;
+            for (int64_t k = 0; k < 8; ++k) {
+                const int64_t v = first + (k < n ? k : 0), oy = v / per_row, ox = (v % per_row) * VW;
+                base[k] = padded + oy * wp + ox;  /* stride 1: pixel (oy, ox) reads from (oy, ox) on */
+                at[k] = oy * g->out_w + ox;
+                valid[k] = g->out_w - ox < VW ? g->out_w - ox : VW;
+            }
+            for (int64_t i = d->out_begin; i < d->out_end; ++i) {
+                if (n > 4) direct_product_8(d, base, i, res);
+                else if (n > 2) direct_product_4(d, base, i, res);
+                else if (n > 1) direct_product_2(d, base, i, res);
+                else direct_product_1(d, base, i, res);
+                float *restrict y = d->y + (image * d->out + i) * g->out_h * g->out_w;
+                for (int64_t k = 0; k < n; ++k) memcpy(y + at[k], res + VW * k, sizeof(float) * valid[k]);
+            }
+        }
+    }
+    free(padded);
+    d->status = 0;
+}
+
+static int run_direct_conv(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
+                           int64_t out, const conv_t *g, const float *x, float *y, int threads) {
+    const int64_t hp = g->height + 2 * g->pad_h, wp = g->width + 2 * g->pad_w + VW;
+    const int64_t nnz = crow[out], taps = g->kernel_h * g->kernel_w;
+    int64_t *offset = malloc(sizeof(int64_t) * (size_t)(nnz > 0 ? nnz : 1));
+    if (offset == NULL) return 1;
+    for (int64_t p = 0; p < nnz; ++p) {
+        const int64_t j = col[p], c = j / taps, ky = (j % taps) / g->kernel_w, kx = j % g->kernel_w;
+        offset[p] = c * hp * wp + ky * g->dilation_h * wp + kx * g->dilation_w;
+    }
+    direct_t tasks[MAX_THREADS];
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads < 1) threads = 1;
+    const int by_images = g->batch >= threads;
+    if (!by_images && threads > out) threads = out > 0 ? (int)out : 1;
+    for (int k = 0; k < threads; ++k) {
+        direct_t *t = &tasks[k];
+        *t = (direct_t){crow, val, bias, x, offset, y, g, out, hp, wp, 0, g->batch, 0, out, 0};
+        if (by_images) {
+            t->image_begin = g->batch * k / threads;
+            t->image_end = g->batch * (k + 1) / threads;
+        } else {
+            t->out_begin = output_at(crow, out, nnz * k / threads);
+            t->out_end = k + 1 == threads ? out : output_at(crow, out, nnz * (k + 1) / threads);
+        }
+    }
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; ++k) run_direct(&tasks[k]);
+    free(offset);
+    int status = 0;
+    for (int k = 0; k < threads; ++k) status |= tasks[k].status;
+    return status;
+}
+
 /* shape: batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
- * dilation_w, out_h, out_w (conv_t's order). */
+ * dilation_w, out_h, out_w (conv_t's order). Stride 1 runs directly on the padded input, other strides through
+ * packed tiles of the unfolded input. */
 int rigl_sparse_conv2d(const int32_t *crow, const int32_t *col, const float *val, const float *bias, int64_t out,
                        const int64_t *shape, const float *x, float *y, int threads) {
     conv_t conv;
     memcpy(&conv, shape, sizeof conv);
+    if (conv.stride_h == 1 && conv.stride_w == 1) return run_direct_conv(crow, col, val, bias, out, &conv, x, y, threads);
     const task_t work = {crow, col, val, bias, x, y, out, conv.channels * conv.kernel_h * conv.kernel_w, 0,
                          conv.batch * conv.out_h * conv.out_w, 0, out, &conv, 0, 0};
     return run(work, threads);

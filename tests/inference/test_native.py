@@ -150,8 +150,9 @@ def test_it_can_be_turned_off(monkeypatch):
 
 
 # (batch, channels, height, width, out, kernel, stride, padding, dilation): 3x3 as in WRN-22-2, strided, 1x1, a
-# rectangular kernel with uneven stride, padding and dilation, a kernel larger than the input, and 325 output
-# pixels: five full tiles of 64 whose images straddle tiles, then a leftover of 5.
+# rectangular kernel with uneven stride, padding and dilation, a kernel larger than the input, 325 output pixels
+# (packed tiles straddle images; rows of 13 leave partial vectors), and a rectangular dilated kernel at stride 1
+# on rows of 19 (the direct path's offsets and its last partial vector).
 CONVOLUTIONS = [
     (2, 3, 8, 8, 5, (3, 3), (1, 1), (1, 1), (1, 1)),
     (3, 4, 9, 7, 6, (3, 3), (2, 2), (1, 1), (1, 1)),
@@ -159,6 +160,7 @@ CONVOLUTIONS = [
     (2, 5, 11, 9, 4, (3, 2), (2, 1), (1, 0), (1, 2)),
     (1, 2, 3, 3, 4, (5, 5), (1, 1), (1, 1), (1, 1)),
     (5, 16, 5, 13, 16, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (2, 3, 7, 19, 5, (2, 3), (1, 1), (0, 2), (2, 1)),
 ]
 
 

@@ -3,9 +3,10 @@
  * with a CSR weight W (out x K) and a dense input:
  *   rigl_sparse_linear: y = x W^T + b, x row-major (rows x K), y row-major (rows x out): CsrLinear;
  *   rigl_sparse_conv2d: a 2-d convolution of an NCHW input with W = the OIHW weight flattened to
- *     out x (C * KH * KW), y NCHW: CsrConv2d. Its "rows" are the output pixels, and a tile's columns are
- *     gathered from the input as they are packed (im2col one tile at a time: the unfolded input, KH * KW
- *     times larger than the input, is never made whole).
+ *     out x (C * KH * KW), y NCHW: CsrConv2d. At stride 1 it reads a zero-padded copy of each image in place
+ *     (run_direct_conv); at other strides its "rows" are the output pixels, and a tile's columns are gathered
+ *     from the input as they are packed (im2col one tile at a time: the unfolded input, KH * KW times larger
+ *     than the input, is never made whole).
  *
  * Why by hand: torch's CPU CSR product (MKL's sparse BLAS) reads the dense operand with a layout it does not
  * choose and reached 1.4-2x over dense where reading only the non-zeros allows far more (docs/benchmarks.md,
@@ -15,11 +16,12 @@
  * vector registers; the tile (K * TILE floats) stays in the L2 cache while every output row reads it. Outputs
  * are summed in the CSR order, the same for every thread count, so results do not depend on the threads.
  *
- * Threads: OpenMP, each thread over a share of the row tiles, or, when there are fewer tiles than threads, over
- * a share of the output rows balanced by their non-zeros. Built with -fopenmp against libgomp.so.1, the library
- * resolves to the OpenMP runtime torch has already loaded (the same soname), so it runs on torch's own thread
- * pool: threads of a pool of its own were measured to start on a core torch's idle threads still spin on, and
- * to gain nothing from the second core. Without OpenMP it runs on one thread.
+ * Threads: OpenMP, each thread over a share of the row tiles (of the images, for the direct convolution), or,
+ * when there are fewer than threads, over a share of the output rows balanced by their non-zeros. Built with
+ * -fopenmp against libgomp.so.1, the library resolves to the OpenMP runtime torch has already loaded (the same
+ * soname), so it runs on torch's own thread pool: threads of a pool of its own were measured to start on a
+ * core torch's idle threads still spin on, and to gain nothing from the second core. Without OpenMP it runs on
+ * one thread.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -356,7 +358,8 @@ int rigl_sparse_conv2d(const int32_t *crow, const int32_t *col, const float *val
                        const int64_t *shape, const float *x, float *y, int threads) {
     conv_t conv;
     memcpy(&conv, shape, sizeof conv);
-    if (conv.stride_h == 1 && conv.stride_w == 1) return run_direct_conv(crow, col, val, bias, out, &conv, x, y, threads);
+    if (conv.stride_h == 1 && conv.stride_w == 1)
+        return run_direct_conv(crow, col, val, bias, out, &conv, x, y, threads);
     const task_t work = {crow, col, val, bias, x, y, out, conv.channels * conv.kernel_h * conv.kernel_w, 0,
                          conv.batch * conv.out_h * conv.out_w, 0, out, &conv, 0, 0};
     return run(work, threads);

@@ -536,3 +536,12 @@ def test_an_export_loads_for_sparse_inference_with_the_same_outputs(runs, export
     images = normalise(data.test.images[:4], data.mean, data.std)
     with torch.inference_mode():
         assert max_relative_error(dense(images), model(images)) <= 1e-5
+    timed, _, timed_decisions = load_for_inference(exported, batch_size=4, warmup=0, repeats=1)
+    assert [d.name for d in timed_decisions] == [d.name for d in decisions]
+    # timed on a batch of the run's own image shape: every layer knows the rows it sees (the dense first layer,
+    # kept dense by the run's Uniform distribution, is not timed)
+    assert all(d.rows > 0 for d in timed_decisions)
+    assert all(d.dense_ms > 0 for d in timed_decisions if d.reason is None)
+    assert [d.reason for d in timed_decisions if d.reason is not None] == ["density above 0.5"]
+    with torch.inference_mode():
+        assert max_relative_error(dense(images), timed(images)) <= 1e-5

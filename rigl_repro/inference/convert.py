@@ -329,12 +329,21 @@ def load_for_inference(
     **options: Any,
 ) -> tuple[nn.Module, dict[str, Any], list[LayerDecision]]:
     """An export (``scripts/export.py``, ``rigl_repro.export``) loaded on the CPU as a model for inference at
-    ``batch_size``: ``sparsify_for_inference`` decides each Linear's layout by timing (``options`` are its
-    keywords: ``example_input``, ``force``, ``min_gain``, ...). Returns the model, the export's metadata with
-    the decisions added under ``inference_layers``, and the decisions."""
+    ``batch_size``: ``sparsify_for_inference`` decides each Linear's and convolution's layout by timing
+    (``options`` are its keywords: ``example_input``, ``force``, ``min_gain``, ...). Without
+    ``example_input``, the layers are timed on a random batch of the run's image shape (its config's
+    ``dataset.channels`` and ``dataset.image_size``). Returns the model, the export's metadata with the
+    decisions added under ``inference_layers``, and the decisions."""
     from rigl_repro.export import load_export  # imported here: it loads the run machinery, CsrLinear needs none
 
     model, metadata = load_export(path, "cpu")
+    if options.get("example_input") is None:
+        dataset = metadata.get("config", {}).get("dataset", {})
+        if "channels" in dataset and "image_size" in dataset:
+            size = int(dataset["image_size"])
+            generator = torch.Generator().manual_seed(options.get("seed", 0))
+            options["example_input"] = torch.randn(batch_size, int(dataset["channels"]), size, size,
+                                                   generator=generator)  # fmt: skip
     converted, decisions = sparsify_for_inference(model, batch_size, threads, inplace=True, **options)
     return converted, {**metadata, "inference_layers": [decision.as_dict() for decision in decisions]}, decisions
 

@@ -99,7 +99,8 @@ class CsrLinear(nn.Module):
         kernel = native_kernel() if self.kernel == NATIVE and native_takes(rows, weight) else None
         if kernel is not None:
             bias = None if self.bias_column is None else self.bias_column.view(-1)
-            return kernel.linear(rows, weight, bias).reshape(*leading, self.out_features)
+            # check=False: the weight was built from a dense tensor by csr_int32, valid by construction
+            return kernel.linear(rows, weight, bias, check=False).reshape(*leading, self.out_features)
         if self.tile is None or rows.shape[0] <= self.tile:
             out = self._product(rows)
         else:
@@ -166,7 +167,7 @@ class CsrConv2d(nn.Module):
         kernel = native_kernel() if native_takes(batch, self.weight) else None
         if kernel is not None:
             out = kernel.conv2d(batch, self.weight, self.bias, self.kernel_size, self.stride, self.padding,
-                                self.dilation)  # fmt: skip
+                                self.dilation, check=False)  # fmt: skip
         else:
             dense = self.weight.to_dense().reshape(self.out_channels, self.in_channels, *self.kernel_size)
             out = F.conv2d(batch, dense, self.bias, self.stride, self.padding, self.dilation)

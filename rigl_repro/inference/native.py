@@ -104,8 +104,10 @@ class NativeKernel:
         self._conv2d.restype = ctypes.c_int
 
     @staticmethod
-    def _csr_parts(weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> list[torch.Tensor]:
-        """The weight's crow, col and values, contiguous, after the checks that guard the raw pointers."""
+    def _csr_parts(weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None,
+                   check: bool) -> list[torch.Tensor]:  # fmt: skip
+        """The weight's crow, col and values, contiguous, after the checks that guard the raw pointers (with
+        ``check``, also the CSR structure itself: O(non-zeros), vectorised)."""
         if weight.layout != torch.sparse_csr or weight.dim() != 2:
             raise NativeKernelError(f"the native product takes a 2-d CSR weight, got {weight.layout}")
         crow, col, values = weight.crow_indices(), weight.col_indices(), weight.values()
@@ -117,6 +119,14 @@ class NativeKernel:
                                         f"on {tensor.device}")  # fmt: skip
         if bias is not None and bias.numel() != weight.shape[0]:
             raise NativeKernelError(f"bias must have {weight.shape[0]} entries, got {bias.numel()}")
+        if check:
+            rows, columns = weight.shape
+            nnz = col.numel()
+            valid = (crow.numel() == rows + 1 and values.numel() == nnz and int(crow[0]) == 0
+                     and int(crow[-1]) == nnz and bool((crow[1:] >= crow[:-1]).all())
+                     and (nnz == 0 or (int(col.min()) >= 0 and int(col.max()) < columns)))  # fmt: skip
+            if not valid:
+                raise NativeKernelError(f"the CSR weight's indices do not describe a {rows}x{columns} matrix")
         return [crow.contiguous(), col.contiguous(), values.contiguous()]
 
     def _run(self, function: Any, parts: list[torch.Tensor], bias: torch.Tensor | None, *args: Any) -> None:
@@ -128,12 +138,12 @@ class NativeKernel:
             raise NativeKernelError("the native product ran out of memory for its input tiles")
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-               threads: int | None = None) -> torch.Tensor:  # fmt: skip
+               threads: int | None = None, check: bool = True) -> torch.Tensor:  # fmt: skip
         """``x @ weight.T + bias``, row-major, for rows ``x`` (rows, in) and a CSR ``weight`` (out, in) with
-        int32 indices, float32 on the CPU. The indices must satisfy torch's CSR invariants (``to_sparse_csr``
-        gives them; ``CsrLinear`` builds its weight so): C reads through them unchecked. ``threads``: default
-        torch's thread count. The checks here guard the raw pointers handed to C."""
-        parts = self._csr_parts(weight, x, bias)
+        int32 indices, float32 on the CPU. ``threads``: default torch's thread count. The checks here guard
+        the raw pointers handed to C; ``check=False`` skips the O(non-zeros) one of the CSR structure, for a
+        weight known valid (``CsrLinear`` builds its own from a dense tensor and skips it)."""
+        parts = self._csr_parts(weight, x, bias, check)
         out_features, in_features = weight.shape
         if x.dim() != 2 or x.shape[1] != in_features:
             raise NativeKernelError(f"x must be (rows, {in_features}) for a weight of {in_features} columns, got "
@@ -147,11 +157,11 @@ class NativeKernel:
 
     def conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel_size: tuple[int, int],
                stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
-               threads: int | None = None) -> torch.Tensor:  # fmt: skip
+               threads: int | None = None, check: bool = True) -> torch.Tensor:  # fmt: skip
         """``F.conv2d(x, W, bias, stride, padding, dilation)`` (zero padding, one group) for an NCHW ``x`` and
         ``W`` given as the CSR ``weight`` (out, channels * kh * kw) of its flattened (out, channels, kh, kw)
-        form, int32 indices, float32 on the CPU (the same invariants as ``linear``). Returns NCHW."""
-        parts = self._csr_parts(weight, x, bias)
+        form, int32 indices, float32 on the CPU (``check`` as for ``linear``). Returns NCHW."""
+        parts = self._csr_parts(weight, x, bias, check)
         if x.dim() != 4:
             raise NativeKernelError(f"x must be (batch, channels, height, width), got {tuple(x.shape)}")
         batch, channels, height, width = x.shape
@@ -160,8 +170,11 @@ class NativeKernel:
         if weight.shape[1] != channels * kernel_h * kernel_w:
             raise NativeKernelError(f"a weight of {weight.shape[1]} columns does not fit {channels} channels of "
                                     f"{kernel_h}x{kernel_w} kernels")  # fmt: skip
-        if min(kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w) < 1 or min(pad_h, pad_w) < 0:
-            raise NativeKernelError("kernel, stride and dilation must be >= 1 and padding >= 0")
+        geometry = (kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w)
+        if min(geometry) < 1 or min(pad_h, pad_w) < 0 or max(*geometry, pad_h, pad_w) >= 2**31:
+            raise NativeKernelError("kernel, stride and dilation must be >= 1 and padding >= 0 (all below 2**31)")
+        if height < 1 or width < 1:
+            raise NativeKernelError(f"an input of {height}x{width} pixels has nothing to convolve")
         out_h = (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
         out_w = (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
         if out_h < 1 or out_w < 1:

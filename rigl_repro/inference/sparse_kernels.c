@@ -189,7 +189,7 @@ static void run_task(task_t *task) {
     const int64_t tiled_end = task->dot ? row : task->row_end;
     float *xt = NULL;
     if (tiled_end > row) {
-        xt = malloc(sizeof(float) * TILE * (size_t)(task->k + (task->out_end - task->out_begin)));
+        xt = malloc(sizeof(float) * TILE * (size_t)(task->k + (task->out_end - task->out_begin) + 1));
         if (xt == NULL) { task->status = 1; return; }
     }
     for (; row < tiled_end; row += TILE)
@@ -284,8 +284,7 @@ static void run_direct(direct_t *d) {
     const conv_t *g = d->g;
     const int64_t hp = d->padded_h, wp = d->padded_w, plane = hp * wp;
     const int64_t per_row = (g->out_w + VW - 1) / VW, vectors = g->out_h * per_row;
-    /* the padded image, plus one vector of slack: the last vector of a row may read past the row's end */
-    float *padded = calloc((size_t)(g->channels * plane + VW), sizeof(float));
+    float *padded = calloc((size_t)(g->channels * plane) + 1, sizeof(float));  /* + 1: never calloc(0) */
     if (padded == NULL) { d->status = 1; return; }
     const float *base[8];
     int64_t at[8], valid[8];
@@ -319,6 +318,8 @@ static void run_direct(direct_t *d) {
 
 static int run_direct_conv(const int32_t *crow, const int32_t *col, const float *val, const float *bias,
                            int64_t out, const conv_t *g, const float *x, float *y, int threads) {
+    /* padded rows are VW floats wider than the padding needs: the last vector of an output row reads up to
+     * VW - 1 floats past the row's last output pixel's inputs (lanes whose outputs are discarded) */
     const int64_t hp = g->height + 2 * g->pad_h, wp = g->width + 2 * g->pad_w + VW;
     const int64_t nnz = crow[out], taps = g->kernel_h * g->kernel_w;
     int64_t *offset = malloc(sizeof(int64_t) * (size_t)(nnz > 0 ? nnz : 1));

@@ -112,6 +112,25 @@ def test_tensors_it_cannot_take_are_refused_before_c_sees_them():
         KERNEL.linear(torch.randn(3, 6), weight, torch.randn(3))
 
 
+def malformed(crow: list[int], col: list[int], shape: tuple[int, int]) -> torch.Tensor:
+    """A CSR tensor torch builds without checking it (its default), whose indices do not fit ``shape``."""
+    return torch.sparse_csr_tensor(torch.tensor(crow, dtype=torch.int32), torch.tensor(col, dtype=torch.int32),
+                                   torch.ones(len(col)), shape)  # fmt: skip
+
+
+@needs_kernel
+@pytest.mark.filterwarnings("ignore:Sparse")
+@pytest.mark.parametrize("crow, col, shape", [([0, 1], [0], (3, 4)),            # too few row pointers
+                                              ([0, 1, 2], [0, 1000], (2, 4)),   # a column past the last
+                                              ([0, 1, 50], [0, 1], (2, 4)),     # more non-zeros than stored
+                                              ([0, 2, 1], [0, 1], (2, 4)),      # row pointers going back
+                                              ([0, 1, 2], [0, -1], (2, 4))])    # a negative column  # fmt: skip
+def test_a_malformed_csr_weight_is_refused_unless_the_caller_vouches_for_it(crow, col, shape):
+    weight = malformed(crow, col, shape)
+    with pytest.raises(NativeKernelError, match=r"indices do not describe a \d+x4 matrix"):
+        KERNEL.linear(torch.randn(3, 4), weight)
+
+
 @needs_kernel
 def test_it_is_built_once_into_the_cache_and_found_there(tmp_path, monkeypatch):
     monkeypatch.setenv(native_module.CACHE_VARIABLE, str(tmp_path))
@@ -197,3 +216,9 @@ def test_convolutions_it_cannot_take_are_refused_before_c_sees_them():
         KERNEL.conv2d(x, weight, None, (3, 3), (0, 1), (1, 1), (1, 1))
     with pytest.raises(NativeKernelError, match="bias must have 4 entries"):
         KERNEL.conv2d(x, weight, torch.randn(2), (3, 3), (1, 1), (1, 1), (1, 1))
+    with pytest.raises(NativeKernelError, match="below 2\\*\\*31"):  # ctypes would wrap it to a negative stride
+        KERNEL.conv2d(x, weight, None, (3, 3), (1, 2**64 - 1), (1, 1), (1, 1))
+    with pytest.raises(NativeKernelError, match="5x0 pixels has nothing to convolve"):
+        KERNEL.conv2d(torch.randn(1, 2, 5, 0), weight, None, (3, 3), (1, 1), (1, 1), (1, 1))
+    with pytest.raises(NativeKernelError, match="indices do not describe"):
+        KERNEL.conv2d(x, malformed([0, 1, 2, 3, 4], [0, 1, 2, 18], (4, 18)), None, (3, 3), (1, 1), (1, 1), (1, 1))

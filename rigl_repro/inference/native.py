@@ -32,8 +32,9 @@ from typing import Any
 import torch
 
 SOURCE = Path(__file__).with_name("sparse_kernels.c")
-# Tried in turn: the CPU's own instructions and OpenMP; OpenMP alone (a compiler without -march=native); neither.
-FLAG_SETS = (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"])
+# Tried in turn: the CPU's own instructions with OpenMP; without OpenMP (e.g. Apple's clang), on one thread; a
+# compiler without -march=native, with OpenMP and without.
+FLAG_SETS = (["-O3", "-march=native", "-fopenmp"], ["-O3", "-march=native"], ["-O3", "-fopenmp"], ["-O3"])
 # gnu11: the kernel uses GNU vector extensions; contracting multiply-adds into FMA instructions is most of its speed.
 COMMON_FLAGS = ["-shared", "-fPIC", "-std=gnu11", "-ffp-contract=fast"]
 ENABLE_VARIABLE = "RIGL_REPRO_NATIVE_KERNEL"

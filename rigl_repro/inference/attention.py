@@ -45,7 +45,10 @@ def unsupported(attention: nn.MultiheadAttention) -> str | None:
 
 
 def _additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """A boolean mask (True: not attended) as 0 / -inf, a float mask as it is."""
+    """A boolean mask (True: not attended) as 0 / -inf, a float mask as it is; other dtypes are refused, as
+    ``nn.MultiheadAttention`` refuses them."""
+    if mask is not None and mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(f"only bool and floating types of masks are supported, got {mask.dtype}")
     if mask is None or mask.dtype != torch.bool:
         return None if mask is None else mask.to(dtype)
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, float("-inf"))
@@ -70,6 +73,10 @@ class UnpackedAttention(nn.Module):
         biases = (None,) * 3 if attention.in_proj_bias is None else attention.in_proj_bias.chunk(3)
         self.q_proj, self.k_proj, self.v_proj = (_linear(w, b) for w, b in zip(weights, biases))
         self.out_proj = _linear(_masked(attention.out_proj, "weight"), attention.out_proj.bias)
+        # What nn.TransformerEncoderLayer and nn.TransformerEncoder read of their attention before taking
+        # torch's fused fast path: this module has no packed projection, so they take the path that calls it.
+        self.in_proj_weight = self.in_proj_bias = None
+        self._qkv_same_embed_dim = False
 
     def forward(
         self,

@@ -124,21 +124,24 @@ def paired_median_ms(first: Callable[[], Any], second: Callable[[], Any], warmup
     return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
 
 
-def _input_shapes(model: nn.Module, example_input: torch.Tensor, names: list[str]) -> dict[str, tuple]:
-    """The (input shape, output shape) of each named module in one forward pass of ``example_input``."""
+def _input_shapes(model: nn.Module, example_input: torch.Tensor | tuple[torch.Tensor, ...],
+                  names: list[str]) -> dict[str, tuple]:  # fmt: skip
+    """The (input shape, output shape) of each named module in one forward pass of ``example_input`` (a
+    tuple: the forward's positional arguments); a module called more than once keeps its first call's."""
     modules = dict(model.named_modules())
     shapes: dict[str, tuple] = {}
 
     def record(name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:  # None: output kept
-            shapes.setdefault(name, (tuple(args[0].shape), tuple(output.shape)))
+        def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor) -> None:
+            inputs = (*args, *kwargs.values())  # a layer may be called with input=x
+            shapes.setdefault(name, (tuple(inputs[0].shape), tuple(output.shape)))  # None: the output is kept
 
         return hook
 
-    hooks = [modules[name].register_forward_hook(record(name)) for name in names]
+    hooks = [modules[name].register_forward_hook(record(name), with_kwargs=True) for name in names]
     try:
         with torch.inference_mode():
-            model(example_input)
+            model(*example_input) if isinstance(example_input, (tuple, list)) else model(example_input)
     finally:
         for hook in hooks:
             hook.remove()
@@ -180,7 +183,7 @@ def sparsify_for_inference(
     batch_size: int,
     threads: int | None = None,
     *,
-    example_input: torch.Tensor | None = None,
+    example_input: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
     force: str | Mapping[str, str] | None = None,
     min_gain: float = 0.05,
     max_density: float = 0.5,
@@ -200,15 +203,17 @@ def sparsify_for_inference(
     Each Linear is timed alone, dense against CSR, on a random input of its own width (``warmup`` calls, then
     the median of ``repeats``), with ``threads`` torch threads if given (restored afterwards): the thread count
     the model will run with changes which product is faster. The input's rows are ``batch_size``, or, with
-    ``example_input`` (one batch as the model takes it), the rows each Linear really sees, e.g. batch x tokens
-    in a transformer. CSR is chosen where it is at least ``min_gain`` (a share) faster, so timing noise does
-    not flip layers that are even. Layers denser than ``max_density`` stay dense untimed (CSR's indices then
-    cost more than the zeros it skips). ``kernels``: the CSR products to consider (``"native"``, ``"torch"``;
-    the native one only where it can be built); every one is timed, and torch's tiled variants where the native
-    kernel is not a candidate. ``force``: ``"dense"`` or ``"csr"`` for every Linear, or a mapping from
-    module names to layouts, decided without timing (CSR then takes the first available of ``kernels``). The
-    model is put in eval mode; outputs equal the masked dense model's up to the summation order of floating
-    point.
+    ``example_input`` (one batch as the model takes it; a tuple: its forward's positional arguments), the rows
+    each Linear really sees in its first call, e.g. batch x tokens in a transformer. CSR is chosen where it is
+    at least ``min_gain`` (a share) faster, so timing noise does not flip layers that are even. Layers denser
+    than ``max_density`` stay dense untimed (CSR's indices then cost more than the zeros it skips).
+    ``kernels``: the CSR products to consider (``"native"``, ``"torch"``; the native one only where it can be
+    built); every one is timed, and torch's tiled variants where the native kernel is not a candidate.
+    ``force``: ``"dense"`` or ``"csr"`` for every layer, or a mapping from module names to layouts, decided
+    without timing (CSR then takes the first available of ``kernels``; a name that is not a Linear or Conv2d
+    of the model is an error). A layer reachable under several names is decided once, under its first, and
+    replaced under each. The model is put in eval mode; outputs equal the masked dense model's up to the
+    summation order of floating point.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -219,7 +224,16 @@ def sparsify_for_inference(
     converted = model if inplace else copy.deepcopy(model)
     converted.eval()
     unpack_attention(converted)
-    layers = [(name, module) for name, module in converted.named_modules() if type(module) in (nn.Linear, nn.Conv2d)]
+    aliases: dict[int, list[str]] = {}  # a module reachable under several names is replaced under each
+    for name, module in converted.named_modules(remove_duplicate=False):
+        if type(module) in (nn.Linear, nn.Conv2d):
+            aliases.setdefault(id(module), []).append(name)
+    layers = [(name, module) for name, module in converted.named_modules() if id(module) in aliases]
+    if isinstance(force, Mapping):
+        known = {alias for names in aliases.values() for alias in names}
+        unknown = sorted(set(force) - known)
+        if unknown:
+            raise ValueError(f"force names {', '.join(map(repr, unknown))}, not a Linear or Conv2d of the model")
     shapes = _input_shapes(converted, example_input, [name for name, _ in layers]) if example_input is not None else {}
     previous_threads = torch.get_num_threads()
     timing = _Timing(torch.Generator().manual_seed(seed), warmup, repeats, min_gain)
@@ -239,9 +253,10 @@ def sparsify_for_inference(
                                                        shapes.get(name), batch_size, timing)  # fmt: skip
             else:
                 decision, replacement = _decide_conv(name, layer, weight, density, layout, reason, NATIVE in available,
-                                                     shapes.get(name), timing)  # fmt: skip
+                                                     shapes.get(name), example_input is not None, timing)  # fmt: skip
             if replacement is not None:
-                _set_submodule(converted, name, replacement)
+                for alias in aliases[id(layer)]:
+                    _set_submodule(converted, alias, replacement)
             elif isinstance(layer, nn.Linear):
                 layer.__class__ = RowMajorLinear  # the converted copy's own module: same state, row-major input
             decisions.append(decision)
@@ -297,7 +312,7 @@ def _decide_linear(name: str, linear: nn.Linear, weight: torch.Tensor, density: 
 
 
 def _decide_conv(name: str, conv: nn.Conv2d, weight: torch.Tensor, density: float, layout: str | None,
-                 reason: str | None, native: bool, shapes: tuple | None,
+                 reason: str | None, native: bool, shapes: tuple | None, had_input: bool,
                  timing: _Timing) -> tuple[LayerDecision, nn.Module | None]:  # fmt: skip
     """A convolution's decision and its ``CsrConv2d``, if any: only the native kernel computes sparse
     convolutions, and timing one needs its input's shape (``example_input``)."""
@@ -309,8 +324,8 @@ def _decide_conv(name: str, conv: nn.Conv2d, weight: torch.Tensor, density: floa
     elif layout is None and cannot is not None:
         layout, reason = DENSE, cannot
     elif layout is None and shapes is None:
-        layout, reason = DENSE, "no example_input to time it on"
-    rows = 0 if shapes is None else shapes[1][0] * math.prod(shapes[1][2:])
+        layout, reason = DENSE, "not reached by example_input" if had_input else "no example_input to time it on"
+    rows = 0 if shapes is None else math.prod(shapes[1]) // conv.out_channels  # output pixels, batched or not
     dense_ms = sparse_ms = math.nan
     if layout is None:
         x = torch.randn(shapes[0], generator=timing.generator, dtype=weight.dtype).to(weight.device)
@@ -335,6 +350,9 @@ def load_for_inference(
     ``dataset.channels`` and ``dataset.image_size``). Returns the model, the export's metadata with the
     decisions added under ``inference_layers``, and the decisions."""
     from rigl_repro.export import load_export  # imported here: it loads the run machinery, CsrLinear needs none
+
+    if "inplace" in options:
+        raise TypeError("load_for_inference converts the model it loads: it takes no inplace")
 
     model, metadata = load_export(path, "cpu")
     if options.get("example_input") is None:

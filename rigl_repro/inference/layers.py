@@ -5,7 +5,9 @@ decides where each goes."""
 
 from __future__ import annotations
 
+import copy
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,15 +52,39 @@ def native_takes(*tensors: torch.Tensor) -> bool:
     return all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
 
 
-class CsrLinear(nn.Module):
+# Floating dtypes torch's CSR product takes on the CPU; others (half, bfloat16) multiply the densified weight.
+_CSR_DTYPES = (torch.float32, torch.float64)
+
+
+class _CsrModule(nn.Module):
+    """A module holding CSR buffers, which ``copy.deepcopy`` of a tensor cannot copy (torch reaches for the
+    storage a CSR tensor does not have): its deep copy clones them instead, so converted models copy as any
+    model does (and can be converted again)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _CsrModule:
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            if key == "_buffers":
+                value = {name: buffer.clone() if buffer is not None and buffer.layout == torch.sparse_csr
+                         else copy.deepcopy(buffer, memo) for name, buffer in value.items()}  # fmt: skip
+            else:
+                value = copy.deepcopy(value, memo)
+            clone.__dict__[key] = value
+        return clone
+
+
+class CsrLinear(_CsrModule):
     """``nn.Linear`` for inference with its weight in CSR layout (only the non-zero weights and their
     indices). ``kernel="native"``: the project's product (``native.py``), row-major in and out, falling back
     to torch's where the kernel cannot be built; ``"torch"``: ``y = x W^T + b`` as ``(W x^T + b[:, None])^T``,
     torch's fastest CSR form measured (``convert``'s docstring), a transposed view.
 
     Inputs may have leading dimensions (batch, tokens, ...): they are flattened to rows and restored; with
-    ``tile`` (torch's product), the product runs over that many rows at a time. No gradients (the CSR weight is
-    a buffer): use it in eval mode under ``torch.no_grad``/``inference_mode``.
+    ``tile`` (torch's product), the product runs over that many rows at a time. The output is contiguous, as
+    ``nn.Linear``'s is. No gradients (the CSR weight is a buffer): use it in eval mode under
+    ``torch.no_grad``/``inference_mode``. Its state dict holds ``weight`` (CSR) and ``bias_column`` (out, 1):
+    it loads into a ``CsrLinear`` of the same non-zero count only.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, tile: int | None = None,
@@ -92,20 +118,24 @@ class CsrLinear(nn.Module):
             return torch.mm(self.weight, columns)
         return torch.addmm(self.bias_column, self.weight, columns)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        leading = x.shape[:-1]
-        rows = x.reshape(-1, self.in_features)
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # nn.Linear's name: callers may pass input=x
+        leading = input.shape[:-1]
+        rows = input.reshape(-1, self.in_features)
         weight = self.weight
         kernel = native_kernel() if self.kernel == NATIVE and native_takes(rows, weight) else None
         if kernel is not None:
             bias = None if self.bias_column is None else self.bias_column.view(-1)
             # check=False: the weight was built from a dense tensor by csr_int32, valid by construction
             return kernel.linear(rows, weight, bias, check=False).reshape(*leading, self.out_features)
+        if rows.dtype not in _CSR_DTYPES:
+            bias = None if self.bias_column is None else self.bias_column.view(-1)
+            return F.linear(rows, weight.to_dense().to(rows.dtype), bias).reshape(*leading, self.out_features)
         if self.tile is None or rows.shape[0] <= self.tile:
             out = self._product(rows)
         else:
             out = torch.cat([self._product(part) for part in rows.split(self.tile)], dim=1)
-        return out.t().reshape(*leading, self.out_features)
+        # contiguous, as nn.Linear's output: a transposed view breaks a caller's .view()
+        return out.t().contiguous().reshape(*leading, self.out_features)
 
     def extra_repr(self) -> str:
         density = self.nnz / max(1, self.out_features * self.in_features)
@@ -114,13 +144,13 @@ class CsrLinear(nn.Module):
 
 
 class RowMajorLinear(nn.Linear):
-    """A dense ``nn.Linear`` that makes its input row-major first. A ``CsrLinear`` returns a transposed view,
-    which torch's dense Linear takes on a path several times slower (the MLP's 10-way head: 1.3 ms against
-    0.2 ms at batch 128); the copy costs far less. ``sparsify_for_inference`` gives the Linears it keeps dense
-    this class (the parameters, buffers and outputs are the Linear's)."""
+    """A dense ``nn.Linear`` that makes its input row-major first: torch's dense Linear takes a transposed view
+    on a path several times slower (the MLP's 10-way head: 1.3 ms against 0.2 ms at batch 128, measured when
+    ``CsrLinear`` still returned one); the copy costs far less. ``sparsify_for_inference`` gives the Linears it
+    keeps dense this class (the parameters, buffers and outputs are the Linear's)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.contiguous())
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return super().forward(input.contiguous())
 
 
 def conv_geometry(conv: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | str:
@@ -140,11 +170,12 @@ def conv_geometry(conv: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int], tu
     return tuple(conv.stride), tuple(padding), tuple(conv.dilation)  # type: ignore[return-value]
 
 
-class CsrConv2d(nn.Module):
+class CsrConv2d(_CsrModule):
     """``nn.Conv2d`` (one group, zero padding) for inference with its weight in CSR layout, flattened to
     (out_channels, in_channels * kh * kw), computed by the native kernel's convolution (``native.py``), which
     gathers each tile of the unfolded input as it packs it. Where the kernel is unavailable or the input is not
-    float32 on the CPU, the dense convolution of the same weight computes the same. No gradients; eval mode."""
+    float32 on the CPU, the dense convolution of the same weight computes the same. A channels-last input gives
+    a channels-last output, as ``nn.Conv2d``. No gradients; eval mode."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
@@ -161,16 +192,19 @@ class CsrConv2d(nn.Module):
     def nnz(self) -> int:
         return int(self.weight.values().numel())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        single = x.dim() == 3  # (C, H, W), as nn.Conv2d takes it
-        batch = x.unsqueeze(0) if single else x
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # nn.Conv2d's name: callers may pass input=x
+        single = input.dim() == 3  # (C, H, W), as nn.Conv2d takes it
+        batch = input.unsqueeze(0) if single else input
         kernel = native_kernel() if native_takes(batch, self.weight) else None
         if kernel is not None:
             out = kernel.conv2d(batch, self.weight, self.bias, self.kernel_size, self.stride, self.padding,
                                 self.dilation, check=False)  # fmt: skip
         else:
             dense = self.weight.to_dense().reshape(self.out_channels, self.in_channels, *self.kernel_size)
-            out = F.conv2d(batch, dense, self.bias, self.stride, self.padding, self.dilation)
+            out = F.conv2d(batch, dense.to(batch.dtype), self.bias, self.stride, self.padding, self.dilation)
+            return out.squeeze(0) if single else out
+        if not single and batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous():
+            out = out.contiguous(memory_format=torch.channels_last)
         return out.squeeze(0) if single else out
 
     def extra_repr(self) -> str:

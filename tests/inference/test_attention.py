@@ -85,6 +85,25 @@ def test_the_projections_keep_the_masks_and_the_causal_hint_needs_its_mask():
         unpacked(*inputs(True), is_causal=True)
 
 
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_torchs_transformer_layers_take_the_unpacked_attention(batch_first):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(E, HEADS, 32, batch_first=batch_first)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    x = torch.randn(N, L, E) if batch_first else torch.randn(L, N, E)
+    converted, decisions = sparsify_for_inference(model, batch_size=N, force="csr")
+    assert len(decisions) == 2 * 6  # per layer: q, k, v, out and the two feed-forward Linears
+    with torch.inference_mode():  # torch's fused fast path is declined (no packed projection), not crashed into
+        assert max_relative_error(model(x), converted(x)) <= 1e-5
+
+
+def test_masks_of_other_dtypes_are_refused_as_multihead_attention_refuses_them():
+    attention = masked_attention(batch_first=True)
+    query, key, value = inputs(True)
+    with pytest.raises(TypeError, match="only bool and floating types of masks"):
+        UnpackedAttention(attention)(query, key, value, attn_mask=torch.zeros(L, S, dtype=torch.uint8))
+
+
 def test_what_cannot_be_unpacked_is_refused_and_left_dense_with_a_warning():
     with pytest.raises(ValueError, match="add_bias_kv=True"):
         UnpackedAttention(nn.MultiheadAttention(E, HEADS, add_bias_kv=True))

@@ -173,3 +173,50 @@ def test_the_benchmark_writes_its_records(tmp_path):
     wrong = subprocess.run([sys.executable, script, "--quick", "--kernels", "mkl"], env=env, cwd=ROOT,
                            capture_output=True, text=True)  # fmt: skip
     assert wrong.returncode == 2 and "--kernels: choose from native, torch" in wrong.stderr
+
+
+def test_converted_models_copy_and_convert_again_and_keep_nn_linear_output_contiguous():
+    import copy
+
+    torch.manual_seed(0)
+    model = masked(nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4)))
+    x = torch.randn(5, 12)
+    for kernels in (["torch"], ["native", "torch"]):
+        converted, _ = sparsify_for_inference(model, batch_size=5, force="csr", kernels=kernels)
+        clone = copy.deepcopy(converted)  # torch cannot deep-copy a CSR tensor; the layers clone theirs
+        assert clone[0].weight is not converted[0].weight
+        again, _ = sparsify_for_inference(converted, batch_size=5, force="csr")
+        with torch.inference_mode():
+            assert converted[0](x).is_contiguous()  # a caller's .view() works, as after nn.Linear
+            for other in (clone, again):
+                assert torch.equal(other(x), converted(x))
+    half = CsrLinear.from_linear(model[0])  # torch's CSR product has no half: the densified weight computes
+    with torch.inference_mode():
+        assert max_relative_error(model[0](x), half.to(torch.bfloat16)(x.bfloat16()).float()) <= 2e-2
+
+
+class TwoInputs(nn.Module):
+    """A layer called by keyword, a layer reachable under two names, and a forward of two arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(8, 8)
+        self.shared = nn.Linear(8, 8)
+        self.alias = self.shared
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.alias(self.first(input=x)) + self.shared(y)
+
+
+def test_example_inputs_of_several_arguments_keyword_calls_and_shared_layers():
+    torch.manual_seed(0)
+    model = masked(TwoInputs())
+    x, y = torch.randn(3, 8), torch.randn(3, 8)
+    converted, decisions = sparsify_for_inference(model, batch_size=1, example_input=(x, y), warmup=0, repeats=1,
+                                                  min_gain=-10.0)  # fmt: skip
+    assert [d.name for d in decisions] == ["first", "shared"] and all(d.rows == 3 for d in decisions)
+    assert converted.shared is converted.alias and isinstance(converted.alias, CsrLinear)
+    with torch.inference_mode():
+        assert max_relative_error(model(x, y), converted(x, y)) <= 1e-5
+    with pytest.raises(ValueError, match="force names 'fc', not a Linear or Conv2d of the model"):
+        sparsify_for_inference(model, batch_size=1, force={"fc": "csr"})

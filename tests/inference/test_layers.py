@@ -36,7 +36,9 @@ def test_a_sparse_convolution_computes_what_the_masked_one_does(options):
     assert layer.nnz == int(conv.weight_mask.sum())
     for x in (torch.randn(3, 6, 9, 10), torch.randn(6, 9, 10), torch.randn(2, 10, 9, 6).permute(0, 3, 1, 2)):
         with torch.inference_mode():  # batched, one image (C, H, W), channels-last memory
-            assert max_relative_error(conv(x), layer(x)) <= 1e-5
+            reference, out = conv(x), layer(x)
+            assert max_relative_error(reference, out) <= 1e-5
+            assert out.is_contiguous() == reference.is_contiguous()  # channels-last in, channels-last out
 
 
 def test_without_the_native_kernel_a_sparse_convolution_computes_densely(monkeypatch):
@@ -90,6 +92,14 @@ def test_convolutions_left_dense_say_why():
     _, (plain, grouped) = sparsify_for_inference(model, batch_size=2)
     expected = "no example_input to time it on" if native_kernel() is not None else "the native kernel is unavailable"
     assert (plain.layout, plain.reason, plain.rows) == ("dense", expected, 0)
+    if native_kernel() is not None:
+        image = torch.randn(4, 5, 6)  # one unbatched image: its rows are its 5 x 6 output pixels
+        _, (one, _) = sparsify_for_inference(model, batch_size=1, example_input=image, warmup=0, repeats=1)
+        assert one.rows == 5 * 6
+        skipped = masked(nn.Sequential(nn.Conv2d(4, 4, 3), nn.Identity()))
+        skipped.forward = lambda x: x  # the convolution is never called
+        _, (unreached,) = sparsify_for_inference(skipped, batch_size=1, example_input=image)
+        assert unreached.reason == "not reached by example_input"
     assert (grouped.layout, grouped.reason) == ("dense", "groups=2")
     _, (_, forced) = sparsify_for_inference(model, batch_size=2, force="csr")
     assert (forced.layout, forced.reason) == ("dense", "forced to csr, but groups=2")

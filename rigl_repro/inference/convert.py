@@ -18,8 +18,9 @@ Torch's product form: for an input ``x`` of shape (rows, in) and a CSR weight ``
 ``torch.addmm(bias[:, None], W, x.T.contiguous()).T`` (CSR times a row-major dense matrix, then a transposed view)
 was the fastest form measured here: ``x @ W.T`` with ``W.T`` in CSR (a CSR right operand) was 4-10x slower
 than the dense product, and ``torch.sparse.mm`` with a separate bias add up to 2x slower than ``addmm`` on
-transformer-sized inputs. The output is a transposed view; the next CsrLinear's ``x.T.contiguous()`` then
-costs nothing. Two refinements, each measured (docs/benchmarks.md): the CSR indices are 32-bit (torch makes
+transformer-sized inputs. ``CsrLinear`` copies the transposed result row-major, as ``nn.Linear`` returns it
+(a transposed view broke callers' ``.view()``; the copy costs the torch-only path a little, docs/benchmarks.md).
+Two refinements, each measured (docs/benchmarks.md): the CSR indices are 32-bit (torch makes
 them 64-bit; the 32-bit ones are what the CPU's sparse BLAS takes, 10-40% faster here), and where a layer
 sees many rows the product can run over ``tile`` rows at a time (256, 64 or 32; tiles are concatenated into the
 same transposed output), so that the dense operand stays in cache: up to 1.6x faster for a 1024-wide input of
@@ -69,6 +70,8 @@ from rigl_repro.inference.native import native_kernel
 DENSE = "dense"
 CSR = "csr"
 LAYOUTS = (DENSE, CSR)
+
+
 @dataclass(frozen=True)
 class LayerDecision:
     """What ``sparsify_for_inference`` chose for one ``nn.Linear`` or ``nn.Conv2d``: ``name`` (its module
@@ -296,14 +299,16 @@ def _decide_linear(name: str, linear: nn.Linear, weight: torch.Tensor, density: 
         candidates = [(candidate, None) for candidate in kernels_here]
         if NATIVE not in kernels_here:
             candidates += [(TORCH, tile) for tile in ROW_TILES if n_rows >= 2 * tile]
-        timed = {}  # (kernel, tile): (dense ms, CSR ms), each pair timed in alternation
+        timed = {}  # (kernel, tile): (the layer, dense ms, CSR ms), each pair timed in alternation
         for candidate in candidates:
             layer = CsrLinear(weight, linear.bias, candidate[1], candidate[0])
-            timed[candidate] = timing.pair(lambda: linear(x), lambda: layer(x))
-        kernel, tile = min(timed, key=lambda c: timed[c][1] / timed[c][0])
-        dense_ms, sparse_ms = timed[kernel, tile]
+            timed[candidate] = (layer, *timing.pair(lambda: linear(x), lambda: layer(x)))
+        kernel, tile = min(timed, key=lambda c: timed[c][2] / timed[c][1])
+        fastest, dense_ms, sparse_ms = timed[kernel, tile]
         layout = CSR if timing.faster(dense_ms, sparse_ms) else DENSE
-    replacement = CsrLinear(weight, linear.bias, tile, kernel) if layout == CSR else None
+        replacement = fastest if layout == CSR else None
+    else:
+        replacement = CsrLinear(weight, linear.bias, tile, kernel) if layout == CSR else None
     if layout == DENSE:
         kernel = tile = None
     decision = LayerDecision(name, (linear.out_features, linear.in_features), density, n_rows, dense_ms, sparse_ms,
@@ -327,14 +332,14 @@ def _decide_conv(name: str, conv: nn.Conv2d, weight: torch.Tensor, density: floa
         layout, reason = DENSE, "not reached by example_input" if had_input else "no example_input to time it on"
     rows = 0 if shapes is None else math.prod(shapes[1]) // conv.out_channels  # output pixels, batched or not
     dense_ms = sparse_ms = math.nan
+    candidate = CsrConv2d(conv) if layout in (None, CSR) else None
     if layout is None:
         x = torch.randn(shapes[0], generator=timing.generator, dtype=weight.dtype).to(weight.device)
-        candidate = CsrConv2d(conv)
         dense_ms, sparse_ms = timing.pair(lambda: conv(x), lambda: candidate(x))
         layout = CSR if timing.faster(dense_ms, sparse_ms) else DENSE
     decision = LayerDecision(name, (conv.out_channels, weight[0].numel()), density, rows, dense_ms, sparse_ms,
                              layout, None, NATIVE if layout == CSR else None, reason)  # fmt: skip
-    return decision, CsrConv2d(conv) if layout == CSR else None
+    return decision, candidate if layout == CSR else None
 
 
 def load_for_inference(
